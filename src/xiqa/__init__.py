@@ -1,0 +1,3 @@
+"""xiqa: explainable image-quality analysis of chest X-rays."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny datasets in the Object-CXR format, made fresh for the test session."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from xiqa.cli import main
+from xiqa.synth import write_synthetic
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small synthetic dataset (folders, with test.csv). Treat as read-only."""
+    root = tmp_path_factory.mktemp("synthetic") / "data"
+    write_synthetic(root, n_train=30, n_dev=10, n_test=10, seed=3)
+    return root
+
+
+def zip_dataset(folder_root: Path, out: Path, splits=("train", "dev", "test")) -> Path:
+    """The distributed layout: CSVs beside train.zip/dev.zip holding train/NNNNN.jpg."""
+    out.mkdir(parents=True)
+    for split in splits:
+        if not (folder_root / f"{split}.csv").exists():
+            continue
+        shutil.copy(folder_root / f"{split}.csv", out / f"{split}.csv")
+        with zipfile.ZipFile(out / f"{split}.zip", "w") as archive:
+            for image in sorted((folder_root / split).iterdir()):
+                archive.write(image, f"{split}/{image.name}")
+    return out
+
+
+def jpeg_bytes(width: int, height: int, value: int = 128, mode: str = "L") -> bytes:
+    """A plain image of the given size, encoded as JPEG."""
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height), value).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def make_dataset(
+    root: Path,
+    rows: dict[str, list[tuple[str, str]]],
+    sizes: dict[str, tuple[int, int]] | None = None,
+) -> Path:
+    """A hand-made Object-CXR folder: ``rows[split] = [(image_name, annotation), ...]``.
+
+    Every listed image is written as a grey JPEG (``sizes[name]``, default 200x100), with a
+    gradient so that resizing is not trivially constant.
+    """
+    sizes = sizes or {}
+    root.mkdir(parents=True, exist_ok=True)
+    for split, split_rows in rows.items():
+        (root / split).mkdir(exist_ok=True)
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image_name", "annotation"])
+            for name, annotation in split_rows:
+                writer.writerow([name, annotation])
+                width, height = sizes.get(name, (200, 100))
+                ramp = np.add.outer(np.arange(height), np.arange(width)) % 256
+                Image.fromarray(ramp.astype(np.uint8), "L").save(root / split / name)
+    return root
+
+
+def run_cli(*args: str):
+    """Run ``xiqa ARGS`` in-process; returns click's Result (stdout, stderr, exit_code)."""
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    """A failed command: non-zero exit, one 'xiqa: error:' line naming the fragments."""
+    assert result.exit_code != 0, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("xiqa: error: "), lines[0]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
