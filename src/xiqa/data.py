@@ -8,14 +8,16 @@ which is read in place, never extracted.
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import io
 import os
 import re
 import warnings
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image
@@ -136,48 +138,57 @@ def _archive(path: str) -> zipfile.ZipFile:
     return _open_archives[key]
 
 
-def read_image_bytes(ref: ImageRef) -> bytes:
-    """The raw bytes of an image file; a missing or empty file is an :class:`InputError`."""
+def _open_stream(ref: ImageRef) -> IO[bytes]:
+    """A binary stream over the image's bytes (read lazily); missing or empty is an error."""
     try:
-        data = _archive(ref.path).read(ref.member) if ref.member else Path(ref.path).read_bytes()
+        if ref.member:
+            archive = _archive(ref.path)
+            empty = archive.getinfo(ref.member).file_size == 0
+            stream = archive.open(ref.member)
+        else:
+            stream = open(ref.path, "rb")  # noqa: SIM115 -- returned to a context manager
+            empty = os.fstat(stream.fileno()).st_size == 0
     except KeyError:
         raise InputError(f"{ref}: image not found in the archive") from None
     except FileNotFoundError:
         raise InputError(f"{ref}: image file not found") from None
     except (OSError, zipfile.BadZipFile) as exc:
         raise InputError(f"{ref}: cannot read image ({exc})") from None
-    if not data:
+    if empty:
+        stream.close()
         raise InputError(f"{ref}: image file is empty (0 bytes)")
-    return data
+    return stream
 
 
-def open_image(ref: ImageRef, data: bytes | None = None) -> Image.Image:
-    """Open an image lazily (header only) and check it is a sane 8-bit radiograph."""
-    data = read_image_bytes(ref) if data is None else data
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{ref}: declared image size is absurd (decompression bomb)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{ref}: not a readable image ({exc})") from None
-    width, height = image.size
-    if width * height > MAX_IMAGE_PIXELS or min(width, height) < 1:
-        raise InputError(
-            f"{ref}: declared image size {width}x{height} is absurd "
-            f"(over {MAX_IMAGE_PIXELS:,} pixels: decompression bomb?)"
-        )
-    if image.mode not in ("L", "RGB"):
-        raise InputError(
-            f"{ref}: unsupported image mode {image.mode!r} (expected 8-bit greyscale 'L')"
-        )
-    return image
+@contextlib.contextmanager
+def open_image(ref: ImageRef) -> Iterator[Image.Image]:
+    """The image opened lazily (only its header read), checked to be a sane 8-bit radiograph."""
+    with _open_stream(ref) as stream:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(stream)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise InputError(f"{ref}: declared image size is absurd (decompression bomb)") from None
+        except (OSError, SyntaxError, ValueError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{ref}: not a readable image ({exc})") from None
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise InputError(
+                f"{ref}: declared image size {width}x{height} is absurd "
+                f"(over {MAX_IMAGE_PIXELS:,} pixels: decompression bomb?)"
+            )
+        if image.mode not in ("L", "RGB"):
+            raise InputError(
+                f"{ref}: unsupported image mode {image.mode!r} (expected 8-bit greyscale 'L')"
+            )
+        yield image
 
 
 def image_size(ref: ImageRef) -> tuple[int, int]:
     """(width, height) from the image header, without decoding pixels."""
-    return open_image(ref).size
+    with open_image(ref) as image:
+        return image.size
 
 
 def decode_image(ref: ImageRef, size: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -187,14 +198,14 @@ def decode_image(ref: ImageRef, size: int) -> tuple[np.ndarray, tuple[int, int]]
     JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is small, which
     is most of the cost saved; Lanczos then resamples to the exact size.
     """
-    image = open_image(ref)
-    original_size = image.size
-    try:
-        image.draft("L", (size, size))
-        image = image.convert("L").resize((size, size), Image.Resampling.LANCZOS)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{ref}: truncated or corrupt image ({exc})") from None
-    return np.asarray(image, dtype=np.uint8), original_size
+    with open_image(ref) as image:
+        original_size = image.size
+        try:
+            image.draft("L", (size, size))
+            resized = image.convert("L").resize((size, size), Image.Resampling.LANCZOS)
+        except (OSError, SyntaxError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise InputError(f"{ref}: truncated or corrupt image ({exc})") from None
+    return np.asarray(resized, dtype=np.uint8), original_size
 
 
 # ---------------------------------------------------------------------------------------------
