@@ -14,9 +14,10 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
 
 
 rule all:
     input:
-        expand("results/cache/{split}.h5", split=CACHED_SPLITS),
+        expand("results/predictions/{split}.csv", split=config["splits"]),
     default_target: True

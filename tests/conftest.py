@@ -84,3 +84,18 @@ def assert_one_line_error(result, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture(scope="session")
+def tiny_caches(synthetic_root, tmp_path_factory) -> dict[str, Path]:
+    """32x32 image caches of the small synthetic dataset: {'train', 'val', 'test'} -> .h5."""
+    from xiqa.cache import prepare_cache
+    from xiqa.split import make_splits, write_manifest
+
+    out = tmp_path_factory.mktemp("caches")
+    caches = {}
+    for split, records in make_splits(synthetic_root).items():
+        write_manifest(records, out / f"{split}.csv")
+        prepare_cache(out / f"{split}.csv", 32, out / f"{split}.h5", num_workers=1)
+        caches[split] = out / f"{split}.h5"
+    return caches

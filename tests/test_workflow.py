@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,13 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from xiqa.cache import load_cache
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = """
-synthetic: {n_train: 12, n_dev: 6, n_test: 6, seed: 2}
+synthetic: {n_train: 16, n_dev: 8, n_test: 8, seed: 2}
 image_size: 32
+train: {epochs: 1, batch_size: 8}
 """
 
 
@@ -44,15 +47,22 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_demo_workflow_builds_the_caches(workdir):
+def test_demo_workflow_trains_and_predicts(workdir):
     result = snakemake(workdir, "--configfile", "tiny.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
+    results = workdir / "results"
     sizes = {}
     for split in ("train", "val", "test"):
-        cache = load_cache(workdir / "results" / "cache" / f"{split}.h5")
+        cache = load_cache(results / "cache" / f"{split}.h5")
         assert cache.size == 32
         sizes[split] = len(cache)
-    assert sizes == {"train": 12, "val": 6, "test": 6}
+    assert sizes == {"train": 16, "val": 8, "test": 8}
+    checkpoint = torch.load(results / "model" / "model.pt", weights_only=True)
+    assert checkpoint["arch"] == "resnet18" and checkpoint["image_size"] == 32
+    for split in ("val", "test"):
+        lines = (results / "predictions" / f"{split}.csv").read_text().splitlines()
+        assert lines[0] == "image_name,label,prob" and len(lines) == 9
+        assert json.loads((results / "predictions" / f"{split}.json").read_text())["n"] == 8
     again = snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 

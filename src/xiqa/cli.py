@@ -96,5 +96,130 @@ def prepare(manifest: Path, size: int, out: Path, num_workers: int) -> None:
     prepare_cache(manifest, size, out, num_workers=num_workers or None)
 
 
+_device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (CUDA when present), cpu, or cuda[:N].",
+)
+
+
+@main.command()
+@click.option(
+    "--train", "train_cache", required=True, type=_existing_file, help="Training image cache (.h5)."
+)
+@click.option(
+    "--val",
+    "val_cache",
+    required=True,
+    type=_existing_file,
+    help="Validation image cache (.h5): picks the best epoch by AUC.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run folder: model.pt, history.csv, metrics.json, checkpoints.",
+)
+@click.option(
+    "--arch", default="resnet34", show_default=True, help="torchvision ResNet or DenseNet name."
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
+@click.option("--momentum", type=click.FloatRange(min=0, max=1), default=0.9, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
+@click.option(
+    "--lr-step",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Epochs between learning-rate decays by --lr-gamma.",
+)
+@click.option("--lr-gamma", type=click.FloatRange(min=0, max=1), default=0.1, show_default=True)
+@click.option(
+    "--warmup-iters",
+    type=click.IntRange(min=0),
+    default=500,
+    show_default=True,
+    help="Iterations of linear learning-rate warm-up.",
+)
+@click.option(
+    "--augment/--no-augment",
+    default=True,
+    show_default=True,
+    help="The paper's flip, brightness/contrast jitter and affine warp.",
+)
+@click.option(
+    "--pretrained",
+    default="none",
+    show_default=True,
+    help="none, imagenet (from the local torch cache) or a state-dict file.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--restart-if-changed",
+    is_flag=True,
+    help="Discard a checkpoint in --out from another recipe or other data instead of refusing it.",
+)
+@_device_option
+def train(
+    train_cache: Path, val_cache: Path, out: Path, device: str, restart_if_changed: bool, **recipe
+) -> None:
+    """Train the classifier; re-running with the same --out resumes after the last epoch."""
+    from xiqa.train import TrainConfig
+    from xiqa.train import train as run_training
+
+    metrics = run_training(
+        train_cache,
+        val_cache,
+        out,
+        TrainConfig(**recipe),
+        device=device,
+        restart_if_changed=restart_if_changed,
+    )
+    click.echo(
+        f"best epoch {metrics['best_epoch']}: val AUC {metrics['val_auc']:.4f} "
+        f"(95% CI {metrics['val_auc_ci95'][0]:.4f}-{metrics['val_auc_ci95'][1]:.4f})",
+        err=True,
+    )
+
+
+@main.command()
+@click.option("--model", "model_path", required=True, type=_existing_file)
+@click.option("--images", required=True, type=_existing_file, help="Image cache (.h5).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Predictions CSV: image_name, label, prob.",
+)
+@click.option(
+    "--metrics",
+    "metrics_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write AUC, its bootstrap 95% CI and the ROC curve as JSON.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@_device_option
+def predict(
+    model_path: Path,
+    images: Path,
+    out: Path,
+    metrics_out: Path | None,
+    batch_size: int,
+    device: str,
+) -> None:
+    """P(foreign object) for every image of a cache."""
+    from xiqa.predict import run_predict
+
+    metrics = run_predict(model_path, images, out, metrics_out, batch_size, device)
+    if metrics["auc"] is not None:
+        low, high = metrics["auc_ci95"]
+        click.echo(
+            f"AUC {metrics['auc']:.4f} (95% CI {low:.4f}-{high:.4f}), n = {metrics['n']}", err=True
+        )
+
+
 if __name__ == "__main__":
     main()

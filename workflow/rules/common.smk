@@ -12,3 +12,25 @@ def dataset_root():
     if config["dataset"] == "synthetic":
         return "results/synthetic"
     return config["dataset"]
+
+
+def train_options():
+    """The train section of the config as `xiqa train` options (quoted for the shell)."""
+    import shlex
+
+    t = config["train"]
+    options = [
+        f"--arch {shlex.quote(t['arch'])}",
+        f"--epochs {t['epochs']}",
+        f"--batch-size {t['batch_size']}",
+        f"--lr {t['lr']}",
+        f"--momentum {t['momentum']}",
+        f"--weight-decay {t['weight_decay']}",
+        f"--lr-step {t['lr_step']}",
+        f"--lr-gamma {t['lr_gamma']}",
+        f"--warmup-iters {t['warmup_iters']}",
+        "--augment" if t["augment"] else "--no-augment",
+        f"--pretrained {shlex.quote(str(t['pretrained']))}",
+        f"--seed {t['seed']}",
+    ]
+    return " ".join(options)
