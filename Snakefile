@@ -15,9 +15,11 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/saliency.smk"
 
 
 rule all:
     input:
         expand("results/predictions/{split}.csv", split=config["splits"]),
+        saliency_shards(),
     default_target: True

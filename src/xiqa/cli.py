@@ -221,5 +221,79 @@ def predict(
         )
 
 
+@main.command()
+@click.option("--model", "model_path", required=True, type=_existing_file)
+@click.option("--images", required=True, type=_existing_file, help="Image cache (.h5).")
+@click.option(
+    "--method",
+    required=True,
+    help="Method name recorded in the shard: a preset, a family, or any name with "
+    "--params naming the family.",
+)
+@click.option(
+    "--params",
+    "params_json",
+    default=None,
+    help='The method\'s config entry as JSON, e.g. \'{"family": "gradcam", '
+    '"layer": "layer4.2"}\'; optional for presets and families.',
+)
+@click.option("--shard", type=int, required=True, help="Shard index, counting from 0.")
+@click.option("--n-shards", type=int, required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--targets",
+    "target_policy",
+    type=click.Choice(["label", "predicted"]),
+    default="label",
+    show_default=True,
+    help="Explain the ground-truth class (the paper) or the predicted one.",
+)
+@click.option("--all-images", is_flag=True, help="Explain every image, not only positives.")
+@click.option(
+    "--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@_device_option
+def saliency(
+    model_path: Path,
+    images: Path,
+    method: str,
+    params_json: str | None,
+    shard: int,
+    n_shards: int,
+    out: Path,
+    target_policy: str,
+    all_images: bool,
+    dtype: str,
+    batch_size: int,
+    device: str,
+) -> None:
+    """Saliency maps of one method for one shard of a split's images."""
+    import json
+
+    from xiqa.shards import run_saliency
+
+    try:
+        params = json.loads(params_json) if params_json else None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--params is not valid JSON ({exc})") from None
+    if params is not None and not isinstance(params, dict):
+        raise InputError("--params must be a JSON object")
+    run_saliency(
+        model_path,
+        images,
+        method,
+        shard,
+        n_shards,
+        out,
+        params=params,
+        target_policy=target_policy,
+        all_images=all_images,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+    )
+
+
 if __name__ == "__main__":
     main()

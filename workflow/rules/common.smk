@@ -5,6 +5,8 @@ CACHED_SPLITS = ["train", "val", "test"]
 
 wildcard_constraints:
     split="train|val|test",
+    method="[a-z0-9][a-z0-9_.+-]*",
+    shard="[0-9]+",
 
 
 def dataset_root():
@@ -34,3 +36,20 @@ def train_options():
         f"--seed {t['seed']}",
     ]
     return " ".join(options)
+
+
+def method_entry(wildcards):
+    """One method's config entry as JSON: a per-method rule sees only its own parameters, so
+    adding or changing a method reruns that method alone."""
+    import json
+
+    return json.dumps(config["methods"][wildcards.method], sort_keys=True)
+
+
+def saliency_shards():
+    return expand(
+        "results/saliency/{method}/{split}/{shard}.h5",
+        method=list(config["methods"]),
+        split=config["splits"],
+        shard=range(config["n_shards"]),
+    )

@@ -1,0 +1,135 @@
+"""One probe for every gradient-based explainer: a single forward and a single backward pass.
+
+Forward hooks on named modules capture their outputs; ``torch.autograd.grad`` then gives the
+target logits' gradients with respect to exactly those tensors (or the input). The model's
+parameters are swapped for detached copies for the duration of the pass (``functional_call``),
+so no parameter gradient is ever computed, and every hook is removed before returning: the model
+is left exactly as it was, mode included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from xiqa.errors import InputError
+
+
+@dataclass
+class ProbeResult:
+    logits: torch.Tensor  # (N, classes), detached
+    activations: list[torch.Tensor]  # one (N, C, h, w) per probed layer, detached
+    gradients: list[torch.Tensor]  # d(target logit)/d(activation), same shapes
+    input_gradient: torch.Tensor | None  # d(target logit)/d(input) when asked for
+
+
+def named_module(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name`` (dotted, e.g. ``layer4.2``); an unknown name is an error
+    that lists the blocks one can probe."""
+    modules = dict(model.named_modules())
+    if name not in modules or not name:
+        blocks = [n for n in modules if n and n.count(".") <= 1]
+        raise InputError(f"unknown layer {name!r}; valid layers include: {', '.join(blocks)}")
+    return modules[name]
+
+
+class _GuidedReLU(torch.autograd.Function):
+    """Identity forward; backward passes only positive gradients. Placed after a ReLU, whose own
+    backward masks negative inputs, it turns that ReLU into a guided one (Springenberg et al.)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clamp(min=0)
+
+
+@contextlib.contextmanager
+def _hooks(handles: list) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+
+
+def probe(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    layers: list[str] | tuple[str, ...] = (),
+    input_gradient: bool = False,
+    guided: bool = False,
+) -> ProbeResult:
+    """Run ``model`` once forward and once backward on ``images`` (N, 3, H, W).
+
+    Returns the outputs of the modules named in ``layers`` and the gradients of each image's
+    target logit with respect to them (and to the input when ``input_gradient``). With
+    ``guided``, every ReLU passes only positive gradients back (guided backpropagation).
+    The graph starts at the input when its gradient is wanted, otherwise at the first probed
+    layer: nothing before it is recorded.
+    """
+    if not layers and not input_gradient:
+        raise ValueError("probe needs layers or input_gradient")
+    modules = [named_module(model, name) for name in layers]
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def capture(name: str):
+        def hook(module, inputs, output):
+            if name in captured:
+                raise InputError(
+                    f"layer {name!r} runs more than once per forward pass (a "
+                    "shared module such as a block's ReLU); probe its block"
+                )
+            if not input_gradient and not captured:
+                output = output.detach().requires_grad_(True)  # the graph starts here
+            captured[name] = output
+            # Later in-place operations (torchvision's ReLU(inplace=True), residual +=) act on
+            # the copy, so the captured tensor keeps the module's output and its gradient.
+            return output.clone()
+
+        return hook
+
+    for name, module in zip(layers, modules, strict=True):
+        handles.append(module.register_forward_hook(capture(name)))
+    if guided:
+        relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+        handles += [m.register_forward_hook(lambda m, i, o: _GuidedReLU.apply(o)) for m in relus]
+
+    detached = {name: t.detach() for name, t in model.named_parameters()}
+    detached.update(dict(model.named_buffers()))
+    x = images.detach().requires_grad_(input_gradient)
+    with _hooks(handles), _eval_mode(model), torch.enable_grad():
+        logits = torch.func.functional_call(model, detached, (x,))
+        missing = [name for name in layers if name not in captured]
+        if missing:
+            raise InputError(f"layers {missing} did not run in the forward pass")
+        # (clone: targets made under inference_mode cannot be saved for backward)
+        score = logits.gather(1, targets.reshape(-1, 1).to(logits.device).clone()).sum()
+        wanted = [captured[name] for name in layers] + ([x] if input_gradient else [])
+        grads = torch.autograd.grad(score, wanted)
+    activations = [captured[name].detach() for name in layers]
+    return ProbeResult(
+        logits.detach(),
+        activations,
+        list(grads[: len(layers)]),
+        grads[-1] if input_gradient else None,
+    )

@@ -1,0 +1,215 @@
+"""Saliency shards: one method's maps for one shard of a split, as HDF5 (DESIGN.md).
+
+Datasets: ``maps`` (N, S, S) float16 or float32, one chunk per map, compressed; ``image_name``
+(N,) utf-8; ``index`` (N,) the rows of the image cache; ``target`` (N,) int; ``prob`` (N,)
+float32, the model's P(foreign object). float16 maps are stored divided by their largest
+absolute value (``scale`` (N,) float32 holds it), so every map keeps float16's full relative
+precision near its peak; :func:`read_maps` returns raw values. Attributes: ``format``,
+``method``, ``params`` (JSON), ``checkpoint_sha256``, ``input_size``, ``xiqa_version``,
+``target_policy``, ``shard``, ``n_shards``, ``images_digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from xiqa import __version__
+from xiqa.cache import ImageCache, load_cache
+from xiqa.errors import InputError
+from xiqa.io import atomic_output, progress_bar
+from xiqa.model import load_model, resolve_device, to_model_input
+from xiqa.saliency import explain_with_logits, resolve_method
+
+SHARD_FORMAT = "xiqa-saliency-shard/1"
+_STRING = h5py.string_dtype("utf-8")
+REQUIRED_ATTRS = (
+    "format",
+    "method",
+    "params",
+    "checkpoint_sha256",
+    "input_size",
+    "xiqa_version",
+    "target_policy",
+    "shard",
+    "n_shards",
+    "images_digest",
+)
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def images_digest(cache: ImageCache) -> str:
+    """Identifies a cache's images (names, labels and size) without hashing every pixel."""
+    digest = hashlib.sha256(f"{cache.size}\n".encode())
+    digest.update("\n".join(cache.image_name).encode())
+    digest.update(np.ascontiguousarray(cache.label, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def shard_indices(
+    cache: ImageCache, shard: int, n_shards: int, all_images: bool = False
+) -> np.ndarray:
+    """Cache rows of one shard: the positive images (or all), split into ``n_shards``
+    contiguous, near-equal blocks in cache order."""
+    if n_shards < 1 or not 0 <= shard < n_shards:
+        raise InputError(
+            f"--shard {shard} is out of range for --n-shards {n_shards} "
+            f"(shards count from 0 to {n_shards - 1})"
+        )
+    rows = np.arange(len(cache)) if all_images else np.flatnonzero(cache.label == 1)
+    return np.array_split(rows, n_shards)[shard]
+
+
+def run_saliency(
+    model_path: str | os.PathLike,
+    images_path: str | os.PathLike,
+    method: str,
+    shard: int,
+    n_shards: int,
+    out: str | os.PathLike,
+    params: dict[str, Any] | None = None,
+    target_policy: str = "label",
+    all_images: bool = False,
+    batch_size: int = 16,
+    device: str = "auto",
+    dtype: str = "float16",
+) -> int:
+    """Explain one shard of a cache with one method and write the shard file atomically.
+    Returns the number of maps."""
+    if target_policy not in ("label", "predicted"):
+        raise InputError(f"unknown target policy {target_policy!r}; use label or predicted")
+    if dtype not in ("float16", "float32"):
+        raise InputError(f"unknown map dtype {dtype!r}; use float16 or float32")
+    family, resolved = resolve_method(method, params)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        # Maps are computed in full fp32: bf16 autocast moved the peak of up to half the maps
+        # (measured on the demo model), and TF32 convolutions round like bf16's mantissa.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    model, meta = load_model(model_path, dev)
+    cache = load_cache(images_path)
+    if cache.size != meta["image_size"]:
+        raise InputError(
+            f"{images_path}: images are {cache.size}x{cache.size} but the model "
+            f"{model_path} was trained at {meta['image_size']}x{meta['image_size']}"
+        )
+    rows = shard_indices(cache, shard, n_shards, all_images)
+    size = cache.size
+    with atomic_output(out) as tmp, h5py.File(tmp, "w") as h5:
+        maps = h5.create_dataset(
+            "maps",
+            (len(rows), size, size),
+            dtype=dtype,
+            chunks=(1, size, size),
+            compression="gzip",
+            compression_opts=4,
+            shuffle=True,
+        )
+        scales, targets, probs = [], [], []
+        start = 0
+        batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+        for batch in progress_bar(iterable=batches, desc=f"{method} shard {shard}", unit="batch"):
+            x = to_model_input(torch.from_numpy(cache.images[batch]).to(dev))
+            target = torch.from_numpy(cache.label[batch]).to(dev)
+            if target_policy == "predicted":
+                with torch.inference_mode():
+                    target = model(x).argmax(1)
+            result, logits = explain_with_logits(model, x, target, family, **resolved)
+            result = result.cpu().numpy()
+            scale = np.ones(len(batch), np.float32)
+            if dtype == "float16":  # store each map relative to its peak: full precision there
+                peak = np.abs(result).reshape(len(batch), -1).max(1)
+                scale = np.where(peak > 0, peak, 1).astype(np.float32)
+            maps[start : start + len(batch)] = result / scale[:, None, None]
+            start += len(batch)
+            scales.append(scale)
+            targets.append(target.cpu().numpy())
+            probs.append(torch.softmax(logits.float(), 1)[:, 1].cpu().numpy())
+        h5["image_name"] = np.array([cache.image_name[i] for i in rows], dtype=_STRING)
+        h5["index"] = rows.astype(np.int64)
+        h5["target"] = np.concatenate(targets or [np.zeros(0)]).astype(np.int64)
+        h5["prob"] = np.concatenate(probs or [np.zeros(0)]).astype(np.float32)
+        h5["scale"] = np.concatenate(scales or [np.zeros(0)]).astype(np.float32)
+        h5.attrs.update(
+            format=SHARD_FORMAT,
+            method=method,
+            params=json.dumps({"family": family, **resolved}, sort_keys=True),
+            checkpoint_sha256=sha256_file(model_path),
+            input_size=size,
+            xiqa_version=__version__,
+            target_policy=target_policy,
+            shard=shard,
+            n_shards=n_shards,
+            images_digest=images_digest(cache),
+        )
+    return len(rows)
+
+
+@dataclass
+class Shard:
+    """A shard read back: raw maps and their metadata."""
+
+    path: str
+    maps: np.ndarray  # (N, S, S) float32, raw values
+    image_name: list[str]
+    index: np.ndarray
+    target: np.ndarray
+    prob: np.ndarray
+    attrs: dict[str, Any]
+
+
+def read_shard(path: str | os.PathLike, expect: dict[str, Any] | None = None) -> Shard:
+    """Read a shard, checking its layout and that each attribute in ``expect`` matches."""
+    try:
+        h5 = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise InputError(f"{path}: saliency shard not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: not an HDF5 saliency shard ({exc})") from None
+    with h5:
+        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
+        if attrs.get("format") != SHARD_FORMAT:
+            raise InputError(f"{path}: not an xiqa saliency shard (format {attrs.get('format')!r})")
+        missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+        missing += [
+            k for k in ("maps", "image_name", "index", "target", "prob", "scale") if k not in h5
+        ]
+        if missing:
+            raise InputError(f"{path}: saliency shard lacks {', '.join(missing)}")
+        try:
+            maps = h5["maps"][()].astype(np.float32) * h5["scale"][()][:, None, None]
+            shard = Shard(
+                str(path),
+                maps,
+                [n.decode() for n in h5["image_name"][()]],
+                h5["index"][()],
+                h5["target"][()],
+                h5["prob"][()],
+                attrs,
+            )
+        except OSError as exc:
+            raise InputError(f"{path}: saliency shard is truncated or corrupt ({exc})") from None
+    n, size = len(shard.image_name), attrs["input_size"]
+    if shard.maps.shape != (n, size, size) or not (
+        len(shard.index) == len(shard.target) == len(shard.prob) == n
+    ):
+        raise InputError(f"{path}: saliency shard datasets disagree in length or size")
+    for key, value in (expect or {}).items():
+        if attrs.get(key) != value:
+            raise InputError(f"{path}: shard has {key} {attrs.get(key)!r}, expected {value!r}")
+    return shard

@@ -1,0 +1,26 @@
+# Saliency maps: one job per method x split x shard, over the positive images of the split.
+
+
+rule saliency:
+    input:
+        model="results/model/model.pt",
+        images="results/cache/{split}.h5",
+    output:
+        "results/saliency/{method}/{split}/{shard}.h5",
+    params:
+        entry=method_entry,
+        n_shards=config["n_shards"],
+    log:
+        "results/logs/saliency/{method}/{split}/{shard}.log",
+    benchmark:
+        "results/benchmarks/saliency/{method}/{split}/{shard}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/xiqa.yaml"
+    shell:
+        "xiqa saliency --model {input.model:q} --images {input.images:q}"
+        " --method {wildcards.method:q} --params {params.entry:q}"
+        " --shard {wildcards.shard} --n-shards {params.n_shards} --out {output:q} 2> {log:q}"
