@@ -1,6 +1,8 @@
 # xiqa: explainable image-quality analysis of chest X-rays.
 # Run: snakemake --cores 2   (config.yaml: the synthetic demo)
 #      snakemake --cores 8 --configfile config/paper.yaml   (the paper's setup, real Object-CXR)
+import json
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -16,10 +18,10 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/saliency.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
     input:
-        expand("results/predictions/{split}.csv", split=config["splits"]),
-        saliency_shards(),
+        rules.aggregate.output,
     default_target: True

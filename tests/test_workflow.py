@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,8 +64,28 @@ def test_demo_workflow_trains_and_predicts(workdir):
         lines = (results / "predictions" / f"{split}.csv").read_text().splitlines()
         assert lines[0] == "image_name,label,prob" and len(lines) == 9
         assert json.loads((results / "predictions" / f"{split}.json").read_text())["n"] == 8
+        for method in ("normgrad-conv1x1-single", "normgrad-conv1x1-combined", "gradcam"):
+            assert len(list((results / "saliency" / method / split).glob("*.h5"))) == 2
+            assert (results / "pointing" / method / f"{split}.csv").exists()
+    table = (results / "tables" / "pointing_game.md").read_text()
+    assert table.count("| NormGrad |") == 2 and "| Grad-CAM |" in table
+    for name in ("examples", "failures", "misclassified", "pointing_accuracy", "roc"):
+        assert (results / "figures" / f"{name}.png").stat().st_size > 1000
     again = snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    report = snakemake(workdir, "--configfile", "tiny.yaml", "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "pointing_accuracy.png" in (results / "report.html").read_text(errors="replace")
+
+    # A new method schedules only its own saliency and pointing jobs, and the aggregation.
+    with open(workdir / "tiny.yaml", "a") as f:
+        f.write("methods:\n  input-x-gradient: {family: input-x-gradient}\n")
+    added = snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run", "--quiet", "rules")
+    assert added.returncode == 0, added.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", added.stdout + added.stderr, re.M))
+    assert counts == {"saliency": "4", "pointing": "2", "aggregate": "1", "all": "1",
+                      "total": "8"}, added.stdout
 
 
 def test_bad_config_is_refused_before_any_job(workdir):

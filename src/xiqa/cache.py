@@ -95,7 +95,7 @@ class ImageCache:
 
     path: str
     size: int
-    images: np.ndarray  # (N, S, S) uint8
+    images: np.ndarray | None  # (N, S, S) uint8; None when loaded without pixels
     image_name: list[str]
     label: np.ndarray
     width: np.ndarray
@@ -110,8 +110,11 @@ class ImageCache:
         return self.boxes[self.boxes[:, 0] == index, 1:]
 
 
-def load_cache(path: str | os.PathLike) -> ImageCache:
-    """Read and check an image cache; anything missing or inconsistent is an InputError."""
+def load_cache(path: str | os.PathLike, with_images: bool = True) -> ImageCache:
+    """Read and check an image cache; anything missing or inconsistent is an InputError.
+
+    ``with_images=False`` reads everything but the pixels (``images`` is then None).
+    """
     try:
         h5 = h5py.File(path, "r")
     except FileNotFoundError:
@@ -132,20 +135,20 @@ def load_cache(path: str | os.PathLike) -> ImageCache:
             cache = ImageCache(
                 path=str(path),
                 size=size,
-                images=h5["images"][()],
+                images=h5["images"][()] if with_images else None,
                 image_name=[n.decode() for n in h5["image_name"][()]],
                 label=h5["label"][()],
                 width=h5["width"][()],
                 height=h5["height"][()],
                 boxes=h5["boxes"][()],
             )
+            shape, dtype = h5["images"].shape, h5["images"].dtype
         except OSError as exc:
             raise InputError(f"{path}: image cache is truncated or corrupt ({exc})") from None
     n = len(cache.image_name)
-    if cache.images.shape != (n, size, size) or cache.images.dtype != np.uint8:
+    if shape != (n, size, size) or dtype != np.uint8:
         raise InputError(
-            f"{path}: images have shape {cache.images.shape} "
-            f"{cache.images.dtype}, expected ({n}, {size}, {size}) uint8"
+            f"{path}: images have shape {shape} {dtype}, expected ({n}, {size}, {size}) uint8"
         )
     if not (len(cache.label) == len(cache.width) == len(cache.height) == n):
         raise InputError(f"{path}: label, width and height must each have {n} entries")

@@ -295,5 +295,61 @@ def saliency(
     )
 
 
+@main.command()
+@click.option(
+    "--images",
+    required=True,
+    type=_existing_file,
+    help="The image cache the shards were made from (.h5).",
+)
+@click.option("--tau", required=True, type=float, help="Tolerance in model-input pixels.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("shards", nargs=-1, required=True, type=_existing_file)
+def pointing(images: Path, tau: float, out: Path, shards: tuple[Path, ...]) -> None:
+    """Score one method's saliency SHARDS of a split with the pointing game."""
+    from xiqa.pointing import run_pointing
+
+    counts = run_pointing(images, shards, tau, out)
+    accuracy = counts["hits"] / counts["n"] if counts["n"] else float("nan")
+    click.echo(f"pointing accuracy {accuracy:.4f} ({counts['hits']}/{counts['n']})", err=True)
+
+
+@main.command()
+@click.option(
+    "--results",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The workflow's results folder (pointing/, predictions/, cache/, saliency/).",
+)
+@click.option(
+    "--methods",
+    "methods_json",
+    required=True,
+    help="The config's methods mapping as JSON (name -> entry), in table order.",
+)
+@click.option(
+    "--splits", default="val,test", show_default=True, help="Comma-separated splits, as columns."
+)
+@click.option("--tau", required=True, type=float)
+@click.option(
+    "--paper", is_flag=True, help="The paper's setup (600x600, tau 25): show its published numbers."
+)
+def aggregate(results: Path, methods_json: str, splits: str, tau: float, paper: bool) -> None:
+    """Tables (pointing game with CIs and McNemar tests; classification AUC) and figures."""
+    import json
+
+    from xiqa.aggregate import aggregate as run_aggregate
+
+    try:
+        methods = json.loads(methods_json)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--methods is not valid JSON ({exc})") from None
+    if not isinstance(methods, dict) or not all(
+        isinstance(e, dict) and "family" in e for e in methods.values()
+    ):
+        raise InputError("--methods must map each method name to an entry with a 'family'")
+    run_aggregate(results, methods, [s for s in splits.split(",") if s], tau, paper)
+
+
 if __name__ == "__main__":
     main()

@@ -11,9 +11,11 @@ precision near its peak; :func:`read_maps` returns raw values. Attributes: ``for
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +76,66 @@ def shard_indices(
     return np.array_split(rows, n_shards)[shard]
 
 
+class ShardWriter:
+    """Appends maps to an open shard file; see :func:`write_shard`."""
+
+    def __init__(self, h5: h5py.File, n: int, size: int, dtype: str):
+        self.h5, self.n, self.dtype, self.count = h5, n, dtype, 0
+        self.maps = h5.create_dataset(
+            "maps",
+            (n, size, size),
+            dtype=dtype,
+            chunks=(1, size, size),
+            compression="gzip",
+            compression_opts=4,
+            shuffle=True,
+        )
+        self.scales, self.targets, self.probs = [], [], []
+
+    def append(self, maps: np.ndarray, targets: np.ndarray, probs: np.ndarray) -> None:
+        """Raw maps (B, S, S) of the next B images, their target classes and P(object)."""
+        scale = np.ones(len(maps), np.float32)
+        if self.dtype == "float16":  # each map relative to its peak: full precision there
+            peak = np.abs(maps).reshape(len(maps), -1).max(1)
+            scale = np.where(peak > 0, peak, 1).astype(np.float32)
+        self.maps[self.count : self.count + len(maps)] = maps / scale[:, None, None]
+        self.count += len(maps)
+        self.scales.append(scale)
+        self.targets.append(np.asarray(targets, np.int64))
+        self.probs.append(np.asarray(probs, np.float32))
+
+    def close(self) -> None:
+        if self.count != self.n:
+            raise RuntimeError(f"shard got {self.count} maps, expected {self.n}")
+        for key, parts, dtype in (
+            ("scale", self.scales, np.float32),
+            ("target", self.targets, np.int64),
+            ("prob", self.probs, np.float32),
+        ):
+            self.h5[key] = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
+@contextlib.contextmanager
+def write_shard(
+    out: str | os.PathLike,
+    names: list[str],
+    index: np.ndarray,
+    attrs: dict[str, Any],
+    dtype: str = "float16",
+) -> Iterator[ShardWriter]:
+    """Write a shard atomically: yields a writer to append the maps of ``names`` (cache rows
+    ``index``) in order; ``attrs`` are the shard's attributes besides format and version."""
+    if dtype not in ("float16", "float32"):
+        raise InputError(f"unknown map dtype {dtype!r}; use float16 or float32")
+    with atomic_output(out) as tmp, h5py.File(tmp, "w") as h5:
+        writer = ShardWriter(h5, len(names), attrs["input_size"], dtype)
+        yield writer
+        writer.close()
+        h5["image_name"] = np.array(names, dtype=_STRING)
+        h5["index"] = np.asarray(index, np.int64)
+        h5.attrs.update(format=SHARD_FORMAT, xiqa_version=__version__, **attrs)
+
+
 def run_saliency(
     model_path: str | os.PathLike,
     images_path: str | os.PathLike,
@@ -92,8 +154,6 @@ def run_saliency(
     Returns the number of maps."""
     if target_policy not in ("label", "predicted"):
         raise InputError(f"unknown target policy {target_policy!r}; use label or predicted")
-    if dtype not in ("float16", "float32"):
-        raise InputError(f"unknown map dtype {dtype!r}; use float16 or float32")
     family, resolved = resolve_method(method, params)
     dev = resolve_device(device)
     if dev.type == "cuda":
@@ -109,19 +169,18 @@ def run_saliency(
             f"{model_path} was trained at {meta['image_size']}x{meta['image_size']}"
         )
     rows = shard_indices(cache, shard, n_shards, all_images)
-    size = cache.size
-    with atomic_output(out) as tmp, h5py.File(tmp, "w") as h5:
-        maps = h5.create_dataset(
-            "maps",
-            (len(rows), size, size),
-            dtype=dtype,
-            chunks=(1, size, size),
-            compression="gzip",
-            compression_opts=4,
-            shuffle=True,
-        )
-        scales, targets, probs = [], [], []
-        start = 0
+    attrs = {
+        "method": method,
+        "params": json.dumps({"family": family, **resolved}, sort_keys=True),
+        "checkpoint_sha256": sha256_file(model_path),
+        "input_size": cache.size,
+        "target_policy": target_policy,
+        "shard": shard,
+        "n_shards": n_shards,
+        "images_digest": images_digest(cache),
+    }
+    names = [cache.image_name[i] for i in rows]
+    with write_shard(out, names, rows, attrs, dtype) as writer:
         batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
         for batch in progress_bar(iterable=batches, desc=f"{method} shard {shard}", unit="batch"):
             x = to_model_input(torch.from_numpy(cache.images[batch]).to(dev))
@@ -130,33 +189,8 @@ def run_saliency(
                 with torch.inference_mode():
                     target = model(x).argmax(1)
             result, logits = explain_with_logits(model, x, target, family, **resolved)
-            result = result.cpu().numpy()
-            scale = np.ones(len(batch), np.float32)
-            if dtype == "float16":  # store each map relative to its peak: full precision there
-                peak = np.abs(result).reshape(len(batch), -1).max(1)
-                scale = np.where(peak > 0, peak, 1).astype(np.float32)
-            maps[start : start + len(batch)] = result / scale[:, None, None]
-            start += len(batch)
-            scales.append(scale)
-            targets.append(target.cpu().numpy())
-            probs.append(torch.softmax(logits.float(), 1)[:, 1].cpu().numpy())
-        h5["image_name"] = np.array([cache.image_name[i] for i in rows], dtype=_STRING)
-        h5["index"] = rows.astype(np.int64)
-        h5["target"] = np.concatenate(targets or [np.zeros(0)]).astype(np.int64)
-        h5["prob"] = np.concatenate(probs or [np.zeros(0)]).astype(np.float32)
-        h5["scale"] = np.concatenate(scales or [np.zeros(0)]).astype(np.float32)
-        h5.attrs.update(
-            format=SHARD_FORMAT,
-            method=method,
-            params=json.dumps({"family": family, **resolved}, sort_keys=True),
-            checkpoint_sha256=sha256_file(model_path),
-            input_size=size,
-            xiqa_version=__version__,
-            target_policy=target_policy,
-            shard=shard,
-            n_shards=n_shards,
-            images_digest=images_digest(cache),
-        )
+            probs = torch.softmax(logits.float(), 1)[:, 1]
+            writer.append(result.cpu().numpy(), target.cpu().numpy(), probs.cpu().numpy())
     return len(rows)
 
 
@@ -213,3 +247,20 @@ def read_shard(path: str | os.PathLike, expect: dict[str, Any] | None = None) ->
         if attrs.get(key) != value:
             raise InputError(f"{path}: shard has {key} {attrs.get(key)!r}, expected {value!r}")
     return shard
+
+
+def read_maps(paths: list[str | os.PathLike], names: set[str]) -> dict[str, np.ndarray]:
+    """Raw maps of the named images from a method's shards, reading only those maps."""
+    found = {}
+    for path in paths:
+        try:
+            h5 = h5py.File(path, "r")
+        except OSError as exc:
+            raise InputError(f"{path}: not an HDF5 saliency shard ({exc})") from None
+        with h5:
+            shard_names = [n.decode() for n in h5["image_name"][()]]
+            scale = h5["scale"][()]
+            for k, name in enumerate(shard_names):
+                if name in names:
+                    found[name] = h5["maps"][k].astype(np.float32) * scale[k]
+    return found

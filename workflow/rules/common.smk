@@ -45,11 +45,3 @@ def method_entry(wildcards):
 
     return json.dumps(config["methods"][wildcards.method], sort_keys=True)
 
-
-def saliency_shards():
-    return expand(
-        "results/saliency/{method}/{split}/{shard}.h5",
-        method=list(config["methods"]),
-        split=config["splits"],
-        shard=range(config["n_shards"]),
-    )

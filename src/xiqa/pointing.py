@@ -1,0 +1,152 @@
+"""The Pointing Game (PROTOCOL.md §4), computed from box geometry, and ``xiqa pointing``.
+
+Per image, in the model-input space: the peak is the first maximum of the map in row-major order;
+a box covers the integer pixels int(x0) <= x < int(x1), int(y0) <= y < int(y1) (truncated,
+right/bottom edge exclusive; a box that truncates to zero width or height has none); the map
+hits when some box pixel lies at distance < tau from the peak. Images without a non-empty box do
+not count.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from xiqa.cache import load_cache
+from xiqa.errors import InputError
+from xiqa.io import atomic_output, progress_bar
+from xiqa.shards import images_digest, read_shard
+
+POINTING_COLUMNS = (
+    "image_name",
+    "peak_x",
+    "peak_y",
+    "n_ties",
+    "distance",
+    "hit",
+    "label",
+    "prob",
+    "counted",
+    "n_boxes",
+)
+# Attributes every shard of one method and split must share.
+SHARED_ATTRS = (
+    "method",
+    "params",
+    "checkpoint_sha256",
+    "input_size",
+    "target_policy",
+    "n_shards",
+    "images_digest",
+)
+
+
+def peak(saliency_map: np.ndarray) -> tuple[int, int, int]:
+    """(x, y) of the first maximum in row-major order, and how many pixels tie with it."""
+    flat = np.asarray(saliency_map).ravel()
+    if not np.isfinite(flat).all():
+        raise ValueError("saliency map has NaN or infinite values")
+    index = int(np.argmax(flat))
+    ties = int(np.count_nonzero(flat == flat[index]))
+    y, x = divmod(index, saliency_map.shape[1])
+    return x, y, ties
+
+
+def box_distances(x: int, y: int, boxes: np.ndarray) -> np.ndarray:
+    """Distance from pixel (x, y) to the nearest pixel of each box (inf for empty boxes)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x_lo, y_lo, x_hi, y_hi = np.trunc(boxes).astype(np.int64).T  # pixels x_lo .. x_hi - 1
+    dx = np.maximum(np.maximum(x_lo - x, x - (x_hi - 1)), 0)
+    dy = np.maximum(np.maximum(y_lo - y, y - (y_hi - 1)), 0)
+    distance = np.hypot(dx, dy)
+    return np.where((x_hi > x_lo) & (y_hi > y_lo), distance, np.inf)
+
+
+def nearest_box_distance(x: int, y: int, boxes: np.ndarray) -> float:
+    """Distance from (x, y) to the nearest pixel of any box; inf when no box has pixels."""
+    return float(box_distances(x, y, boxes).min(initial=np.inf))
+
+
+def pointing_hit(
+    saliency_map: np.ndarray, boxes: np.ndarray, tau: float
+) -> tuple[bool, int, int, float]:
+    """(hit, peak_x, peak_y, distance) for one 2-D map and boxes (K, 4) = x0, y0, x1, y1 in map
+    pixels; distance is to the nearest box pixel (inf when no box has pixels, which is no hit).
+    """
+    x, y, _ = peak(saliency_map)
+    distance = nearest_box_distance(x, y, boxes)
+    return distance < tau, x, y, distance
+
+
+def run_pointing(
+    images_path: str | os.PathLike,
+    shard_paths: Sequence[str | os.PathLike],
+    tau: float,
+    out: str | os.PathLike,
+) -> dict[str, float]:
+    """Score every map of one method's shards against the cache's boxes; write the per-image
+    CSV. Refuses shards that disagree with each other or whose images are not the cache's."""
+    if not tau > 0:
+        raise InputError(f"--tau {tau}: the tolerance must be positive")
+    if not shard_paths:
+        raise InputError("no saliency shards given")
+    cache = load_cache(images_path, with_images=False)
+    digest = images_digest(cache)
+    first = None
+    seen_shards: dict[int, str] = {}
+    rows = []
+    for path in progress_bar(iterable=list(shard_paths), desc="pointing", unit="shard"):
+        shard = read_shard(path, expect={"images_digest": digest, "input_size": cache.size})
+        if first is None:
+            first = shard
+        for key in SHARED_ATTRS:
+            if shard.attrs[key] != first.attrs[key]:
+                raise InputError(
+                    f"{path}: {key} {shard.attrs[key]!r} differs from "
+                    f"{first.path}'s {first.attrs[key]!r}"
+                )
+        number = shard.attrs["shard"]
+        if number in seen_shards:
+            raise InputError(f"{path}: shard {number} is also given as {seen_shards[number]}")
+        seen_shards[number] = str(path)
+        for k, index in enumerate(shard.index):
+            if cache.image_name[index] != shard.image_name[k]:
+                raise InputError(
+                    f"{path}: map {k} is of {shard.image_name[k]!r} but row {index} "
+                    f"of {images_path} is {cache.image_name[index]!r}"
+                )
+            boxes = cache.boxes_of(int(index))
+            try:
+                x, y, ties = peak(shard.maps[k])
+            except ValueError as exc:
+                raise InputError(f"{path}: map of {shard.image_name[k]!r}: {exc}") from None
+            distance = nearest_box_distance(x, y, boxes)
+            counted = bool(np.isfinite(distance))  # some box has pixels
+            rows.append(
+                {
+                    "image_name": shard.image_name[k],
+                    "peak_x": x,
+                    "peak_y": y,
+                    "n_ties": ties,
+                    "distance": round(distance, 4) if counted else "",
+                    "hit": int(distance < tau) if counted else "",
+                    "label": int(cache.label[index]),
+                    "prob": f"{shard.prob[k]:.6f}",
+                    "counted": int(counted),
+                    "n_boxes": len(boxes),
+                }
+            )
+    expected = set(range(first.attrs["n_shards"]))
+    if set(seen_shards) != expected:
+        raise InputError(
+            f"shards {sorted(expected - set(seen_shards))} of {first.attrs['method']!r} are missing"
+        )
+    with atomic_output(out) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, POINTING_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    counted = [r for r in rows if r["counted"]]
+    return {"n": len(counted), "hits": sum(r["hit"] for r in counted)}

@@ -1,0 +1,70 @@
+# Evaluation: the pointing game per method and split, then tables, figures and the report.
+
+
+rule pointing:
+    input:
+        images="results/cache/{split}.h5",
+        shards=lambda wildcards: expand(
+            "results/saliency/{method}/{split}/{shard}.h5",
+            method=wildcards.method,
+            split=wildcards.split,
+            shard=range(config["n_shards"]),
+        ),
+    output:
+        "results/pointing/{method}/{split}.csv",
+    params:
+        tau=config["pointing"]["tau"],
+    log:
+        "results/logs/pointing/{method}/{split}.log",
+    benchmark:
+        "results/benchmarks/pointing/{method}/{split}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/xiqa.yaml"
+    shell:
+        "xiqa pointing --images {input.images:q} --tau {params.tau} --out {output:q}"
+        " {input.shards:q} 2> {log:q}"
+
+
+localrules:
+    aggregate,
+
+
+rule aggregate:
+    input:
+        pointing=expand(
+            "results/pointing/{method}/{split}.csv",
+            method=list(config["methods"]),
+            split=config["splits"],
+        ),
+        predictions=expand("results/predictions/{split}.csv", split=config["splits"]),
+    output:
+        tables=multiext("results/tables/pointing_game", ".csv", ".md", ".tex"),
+        classification=multiext("results/tables/classification", ".csv", ".md"),
+        figures=[
+            report(
+                f"results/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in ("examples", "failures", "misclassified", "pointing_accuracy", "roc")
+        ],
+        pdfs=expand(
+            "results/figures/{name}.pdf",
+            name=["examples", "failures", "misclassified", "pointing_accuracy", "roc"],
+        ),
+    params:
+        methods=json.dumps(config["methods"]),
+        splits=",".join(config["splits"]),
+        tau=config["pointing"]["tau"],
+        paper="--paper" if config["image_size"] == 600 and config["pointing"]["tau"] == 25 else "",
+    log:
+        "results/logs/aggregate.log",
+    conda:
+        "../../envs/xiqa.yaml"
+    shell:
+        "xiqa aggregate --results results --methods {params.methods:q} --splits {params.splits}"
+        " --tau {params.tau} {params.paper} 2> {log:q}"
