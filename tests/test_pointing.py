@@ -236,5 +236,6 @@ def test_pointing_table_statistics(tmp_path):
     assert "paper val" in markdown
     latex = pointing_latex(rows, ["val", "test"], 25)
     assert r"\begin{tabular}{lllrrrr}" in latex and latex.count(r"\\") == 3  # header and two rows
+    assert latex.count("{") == latex.count("}")
     not_paper = pointing_table(tmp_path, methods, ["val", "test"], paper=False)
     assert not_paper[0]["val_paper"] == ""

@@ -224,7 +224,7 @@ def pointing_latex(rows: list[dict[str, Any]], splits: list[str], tau: float) ->
             r"\begin{table}[t]",
             r"\centering",
             rf"\caption{{Pointing game accuracy ($\tau = {tau:g}$ px); p: exact McNemar test "
-            r"against the best NormGrad setting.}}",
+            r"against the best NormGrad setting.}",
             rf"\begin{{tabular}}{{{columns}}}",
             r"\hline",
             head + r" \\",
