@@ -10,7 +10,7 @@ import pytest
 
 from xiqa.aggregate import pointing_latex, pointing_markdown, pointing_table
 from xiqa.cache import load_cache
-from xiqa.pointing import peak, pointing_hit
+from xiqa.pointing import POINTING_COLUMNS, peak, pointing_hit
 from xiqa.shards import images_digest, write_shard
 from xiqa.stats import mcnemar_exact, wilson_interval
 
@@ -188,20 +188,7 @@ def _pointing_csv(path, hits):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(
-            [
-                "image_name",
-                "peak_x",
-                "peak_y",
-                "n_ties",
-                "distance",
-                "hit",
-                "label",
-                "prob",
-                "counted",
-                "n_boxes",
-            ]
-        )
+        writer.writerow(POINTING_COLUMNS)
         for k, hit in enumerate(hits):
             writer.writerow([f"{k}.jpg", 0, 0, 2 if k == 0 else 1, 1.0, hit, 1, 0.9, 1, 1])
 

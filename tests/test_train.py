@@ -21,6 +21,11 @@ class Interrupted(Exception):
     pass
 
 
+def _train(caches, out, config, split="train", **options):
+    """Train on the tiny caches' ``split`` (validating on val), on the CPU."""
+    return train(caches[split], caches["val"], out, config, device="cpu", **options)
+
+
 def _history(run):
     with open(run / "history.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -38,7 +43,7 @@ def test_loss_falls_on_a_tiny_set(tiny_caches, tmp_path):
         },
         epochs=8,
     )
-    train(tiny_caches["train"], tiny_caches["val"], tmp_path / "run", config, device="cpu")
+    _train(tiny_caches, tmp_path / "run", config)
     losses = [float(row["train_loss"]) for row in _history(tmp_path / "run")]
     assert len(losses) == 8
     assert sum(losses[-2:]) / 2 < 0.6 * losses[0], losses
@@ -46,30 +51,21 @@ def test_loss_falls_on_a_tiny_set(tiny_caches, tmp_path):
 
 def test_killed_run_resumes_to_the_same_weights(tiny_caches, tmp_path):
     config = TrainConfig(**TINY, epochs=3)
-    train(tiny_caches["train"], tiny_caches["val"], tmp_path / "whole", config, device="cpu")
+    _train(tiny_caches, tmp_path / "whole", config)
 
     def stop_after_first(epoch, row):
         if epoch == 1:
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        train(
-            tiny_caches["train"],
-            tiny_caches["val"],
-            tmp_path / "split",
-            config,
-            device="cpu",
-            on_epoch_end=stop_after_first,
-        )
+        _train(tiny_caches, tmp_path / "split", config, on_epoch_end=stop_after_first)
     assert not (tmp_path / "split" / "model.pt").exists()
     assert len(_history(tmp_path / "split")) == 1
     resumed_epochs = []
-    train(
-        tiny_caches["train"],
-        tiny_caches["val"],
+    _train(
+        tiny_caches,
         tmp_path / "split",
         config,
-        device="cpu",
         on_epoch_end=lambda epoch, row: resumed_epochs.append(epoch),
     )
     assert resumed_epochs == [2, 3]  # epoch 1 was not trained again
@@ -93,7 +89,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny_caches, tmp_path):
 
 def test_outputs_and_best_epoch_by_clean_val_auc(tiny_caches, tmp_path):
     config = TrainConfig(**TINY, epochs=2)
-    metrics = train(tiny_caches["train"], tiny_caches["val"], tmp_path, config, device="cpu")
+    metrics = _train(tiny_caches, tmp_path, config)
     rows = _history(tmp_path)
     assert list(rows[0]) == ["epoch", "train_loss", "val_auc", "lr", "seconds"]
     aucs = [float(r["val_auc"]) for r in rows]
@@ -132,74 +128,26 @@ def test_outputs_and_best_epoch_by_clean_val_auc(tiny_caches, tmp_path):
 
 
 def test_resume_with_another_recipe_is_refused(tiny_caches, tmp_path):
-    train(
-        tiny_caches["train"],
-        tiny_caches["val"],
-        tmp_path,
-        TrainConfig(**TINY, epochs=1),
-        device="cpu",
-    )
+    _train(tiny_caches, tmp_path, TrainConfig(**TINY, epochs=1))
     with pytest.raises(InputError, match="different lr"):
-        train(
-            tiny_caches["train"],
-            tiny_caches["val"],
-            tmp_path,
-            TrainConfig(**{**TINY, "lr": 0.5}, epochs=2),
-            device="cpu",
-        )
+        _train(tiny_caches, tmp_path, TrainConfig(**{**TINY, "lr": 0.5}, epochs=2))
     # The workflow's choice: discard it and start afresh.
-    metrics = train(
-        tiny_caches["train"],
-        tiny_caches["val"],
-        tmp_path,
-        TrainConfig(**{**TINY, "lr": 0.5}, epochs=1),
-        device="cpu",
-        restart_if_changed=True,
+    metrics = _train(
+        tiny_caches, tmp_path, TrainConfig(**{**TINY, "lr": 0.5}, epochs=1), restart_if_changed=True
     )
     assert metrics["epochs"] == 1
     with pytest.raises(InputError, match="different lr"):
-        train(
-            tiny_caches["train"],
-            tiny_caches["val"],
-            tmp_path,
-            TrainConfig(**TINY, epochs=2),
-            device="cpu",
-        )
-    train(
-        tiny_caches["train"],
-        tiny_caches["val"],
-        tmp_path,
-        TrainConfig(**TINY, epochs=1),
-        device="cpu",
-        restart_if_changed=True,
-    )
+        _train(tiny_caches, tmp_path, TrainConfig(**TINY, epochs=2))
+    _train(tiny_caches, tmp_path, TrainConfig(**TINY, epochs=1), restart_if_changed=True)
     # More epochs with the same recipe continue the run.
-    metrics = train(
-        tiny_caches["train"],
-        tiny_caches["val"],
-        tmp_path,
-        TrainConfig(**TINY, epochs=2),
-        device="cpu",
-    )
+    metrics = _train(tiny_caches, tmp_path, TrainConfig(**TINY, epochs=2))
     assert metrics["epochs"] == 2
 
 
 def test_resume_with_other_data_is_refused(tiny_caches, tmp_path):
-    train(
-        tiny_caches["train"],
-        tiny_caches["val"],
-        tmp_path,
-        TrainConfig(**TINY, epochs=1),
-        device="cpu",
-    )
+    _train(tiny_caches, tmp_path, TrainConfig(**TINY, epochs=1))
     with pytest.raises(InputError, match="different train_cache"):
-        train(
-            tiny_caches["test"],
-            tiny_caches["val"],
-            tmp_path,
-            TrainConfig(**TINY, epochs=2),
-            device="cpu",
-        )
+        _train(tiny_caches, tmp_path, TrainConfig(**TINY, epochs=2), split="test")
 
 
 def test_bad_caches_and_mismatched_model(tiny_caches, tmp_path):
@@ -218,13 +166,7 @@ def test_bad_caches_and_mismatched_model(tiny_caches, tmp_path):
     )
     assert_one_line_error(result, "fake.h5: not an HDF5 image cache")
     assert not (tmp_path / "run" / "model.pt").exists()
-    train(
-        tiny_caches["train"],
-        tiny_caches["val"],
-        tmp_path / "ok",
-        TrainConfig(**TINY, epochs=1),
-        device="cpu",
-    )
+    _train(tiny_caches, tmp_path / "ok", TrainConfig(**TINY, epochs=1))
     from xiqa.cache import prepare_cache
 
     prepare_cache(tiny_caches["val"].with_suffix(".csv"), 48, tmp_path / "val48.h5", num_workers=1)

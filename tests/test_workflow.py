@@ -84,8 +84,13 @@ def test_demo_workflow_trains_and_predicts(workdir):
     added = snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run", "--quiet", "rules")
     assert added.returncode == 0, added.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", added.stdout + added.stderr, re.M))
-    assert counts == {"saliency": "4", "pointing": "2", "aggregate": "1", "all": "1",
-                      "total": "8"}, added.stdout
+    assert counts == {
+        "saliency": "4",
+        "pointing": "2",
+        "aggregate": "1",
+        "all": "1",
+        "total": "8",
+    }, added.stdout
 
 
 def test_bad_config_is_refused_before_any_job(workdir):

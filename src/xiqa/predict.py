@@ -9,11 +9,25 @@ import os
 import numpy as np
 import torch
 
-from xiqa.cache import load_cache
+from xiqa.cache import ImageCache, load_cache
 from xiqa.errors import InputError
 from xiqa.io import atomic_output, progress_bar
 from xiqa.metrics import bootstrap_auc_ci, roc_auc, roc_curve
 from xiqa.model import load_model, resolve_device, to_model_input
+
+
+def load_model_and_cache(
+    model_path: str | os.PathLike, images_path: str | os.PathLike, device: torch.device
+) -> tuple[torch.nn.Module, ImageCache]:
+    """A checkpoint's model on ``device`` and an image cache of the size it was trained at."""
+    model, meta = load_model(model_path, device)
+    cache = load_cache(images_path)
+    if cache.size != meta["image_size"]:
+        raise InputError(
+            f"{images_path}: images are {cache.size}x{cache.size} but the model "
+            f"{model_path} was trained at {meta['image_size']}x{meta['image_size']}"
+        )
+    return model, cache
 
 
 def predict_probs(
@@ -67,13 +81,7 @@ def run_predict(
 ) -> dict:
     """Write ``image_name, label, prob`` for every image of a cache; optionally the metrics."""
     dev = resolve_device(device)
-    model, meta = load_model(model_path, dev)
-    cache = load_cache(images_path)
-    if cache.size != meta["image_size"]:
-        raise InputError(
-            f"{images_path}: images are {cache.size}x{cache.size} but the model "
-            f"{model_path} was trained at {meta['image_size']}x{meta['image_size']}"
-        )
+    model, cache = load_model_and_cache(model_path, images_path, dev)
     probs = predict_probs(model, cache.images, batch_size, dev)
     with atomic_output(out) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")

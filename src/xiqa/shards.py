@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from xiqa import __version__
-from xiqa.cache import ImageCache, load_cache
+from xiqa.cache import ImageCache
 from xiqa.errors import InputError
 from xiqa.io import atomic_output, progress_bar
-from xiqa.model import load_model, resolve_device, to_model_input
+from xiqa.model import resolve_device, to_model_input
+from xiqa.predict import load_model_and_cache
 from xiqa.saliency import explain_with_logits, resolve_method
 
 SHARD_FORMAT = "xiqa-saliency-shard/1"
@@ -161,13 +162,7 @@ def run_saliency(
         # (measured on the demo model), and TF32 convolutions round like bf16's mantissa.
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
-    model, meta = load_model(model_path, dev)
-    cache = load_cache(images_path)
-    if cache.size != meta["image_size"]:
-        raise InputError(
-            f"{images_path}: images are {cache.size}x{cache.size} but the model "
-            f"{model_path} was trained at {meta['image_size']}x{meta['image_size']}"
-        )
+    model, cache = load_model_and_cache(model_path, images_path, dev)
     rows = shard_indices(cache, shard, n_shards, all_images)
     attrs = {
         "method": method,
