@@ -13,7 +13,8 @@ import click
 from xiqa import __version__
 from xiqa.errors import InputError
 
-_existing_file = click.Path(exists=False, dir_okay=False, path_type=Path)
+# Existence is checked by the library, which names the file in its own one-line error.
+_input_file = click.Path(dir_okay=False, path_type=Path)
 
 
 class _Group(click.Group):
@@ -79,7 +80,7 @@ def split(dataset: Path, out: Path, test_size: int, seed: int) -> None:
 
 
 @main.command()
-@click.argument("manifest", type=_existing_file)
+@click.argument("manifest", type=_input_file)
 @click.option("--size", required=True, type=int, help="S: images are cached at S×S.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -106,13 +107,13 @@ _device_option = click.option(
 
 @main.command()
 @click.option(
-    "--train", "train_cache", required=True, type=_existing_file, help="Training image cache (.h5)."
+    "--train", "train_cache", required=True, type=_input_file, help="Training image cache (.h5)."
 )
 @click.option(
     "--val",
     "val_cache",
     required=True,
-    type=_existing_file,
+    type=_input_file,
     help="Validation image cache (.h5): picks the best epoch by AUC.",
 )
 @click.option(
@@ -186,8 +187,8 @@ def train(
 
 
 @main.command()
-@click.option("--model", "model_path", required=True, type=_existing_file)
-@click.option("--images", required=True, type=_existing_file, help="Image cache (.h5).")
+@click.option("--model", "model_path", required=True, type=_input_file)
+@click.option("--images", required=True, type=_input_file, help="Image cache (.h5).")
 @click.option(
     "--out",
     required=True,
@@ -222,8 +223,8 @@ def predict(
 
 
 @main.command()
-@click.option("--model", "model_path", required=True, type=_existing_file)
-@click.option("--images", required=True, type=_existing_file, help="Image cache (.h5).")
+@click.option("--model", "model_path", required=True, type=_input_file)
+@click.option("--images", required=True, type=_input_file, help="Image cache (.h5).")
 @click.option(
     "--method",
     required=True,
@@ -299,12 +300,12 @@ def saliency(
 @click.option(
     "--images",
     required=True,
-    type=_existing_file,
+    type=_input_file,
     help="The image cache the shards were made from (.h5).",
 )
 @click.option("--tau", required=True, type=float, help="Tolerance in model-input pixels.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("shards", nargs=-1, required=True, type=_existing_file)
+@click.argument("shards", nargs=-1, required=True, type=_input_file)
 def pointing(images: Path, tau: float, out: Path, shards: tuple[Path, ...]) -> None:
     """Score one method's saliency SHARDS of a split with the pointing game."""
     from xiqa.pointing import run_pointing
