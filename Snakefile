@@ -2,6 +2,7 @@
 # Run: snakemake --cores 2   (config.yaml: the synthetic demo)
 #      snakemake --cores 8 --configfile config/paper.yaml   (the paper's setup, real Object-CXR)
 import json
+import os
 
 from snakemake.utils import min_version, validate
 
@@ -22,6 +23,6 @@ include: "workflow/rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         rules.aggregate.output,
-    default_target: True

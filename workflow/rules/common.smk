@@ -44,4 +44,3 @@ def method_entry(wildcards):
     import json
 
     return json.dumps(config["methods"][wildcards.method], sort_keys=True)
-

@@ -12,18 +12,18 @@ rule pointing:
         ),
     output:
         "results/pointing/{method}/{split}.csv",
-    params:
-        tau=config["pointing"]["tau"],
     log:
         "results/logs/pointing/{method}/{split}.log",
     benchmark:
         "results/benchmarks/pointing/{method}/{split}.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/xiqa.yaml"
+    params:
+        tau=config["pointing"]["tau"],
     shell:
         "xiqa pointing --images {input.images:q} --tau {params.tau} --out {output:q}"
         " {input.shards:q} 2> {log:q}"
@@ -50,21 +50,34 @@ rule aggregate:
                 caption=f"../report/{name}.rst",
                 category="Figures",
             )
-            for name in ("examples", "failures", "misclassified", "pointing_accuracy", "roc")
+            for name in (
+                "examples",
+                "failures",
+                "misclassified",
+                "pointing_accuracy",
+                "roc",
+            )
         ],
         pdfs=expand(
             "results/figures/{name}.pdf",
             name=["examples", "failures", "misclassified", "pointing_accuracy", "roc"],
         ),
-    params:
-        methods=json.dumps(config["methods"]),
-        splits=",".join(config["splits"]),
-        tau=config["pointing"]["tau"],
-        paper="--paper" if config["image_size"] == 600 and config["pointing"]["tau"] == 25 else "",
     log:
         "results/logs/aggregate.log",
     conda:
         "../../envs/xiqa.yaml"
+    params:
+        results=lambda wildcards, output: os.path.dirname(
+            os.path.dirname(output.tables[0])
+        ),
+        methods=json.dumps(config["methods"]),
+        splits=",".join(config["splits"]),
+        tau=config["pointing"]["tau"],
+        paper=(
+            "--paper"
+            if config["image_size"] == 600 and config["pointing"]["tau"] == 25
+            else ""
+        ),
     shell:
-        "xiqa aggregate --results results --methods {params.methods:q} --splits {params.splits}"
+        "xiqa aggregate --results {params.results:q} --methods {params.methods:q} --splits {params.splits}"
         " --tau {params.tau} {params.paper} 2> {log:q}"

@@ -11,19 +11,19 @@ rule train:
         model="results/model/model.pt",
         history="results/model/history.csv",
         metrics="results/model/metrics.json",
-    params:
-        out="results/model",
-        options=train_options(),
     log:
         "results/logs/train.log",
     benchmark:
         "results/benchmarks/train.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
     threads: 4
     resources:
         mem_mb=16000,
         runtime=24 * 60,
-    conda:
-        "../../envs/xiqa.yaml"
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.model),
+        options=train_options(),
     shell:
         "xiqa train --train {input.train:q} --val {input.val:q} --out {params.out:q}"
         " {params.options} --restart-if-changed 2> {log:q}"
@@ -40,12 +40,12 @@ rule predict:
         "results/logs/predict/{split}.log",
     benchmark:
         "results/benchmarks/predict/{split}.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../../envs/xiqa.yaml"
     shell:
         "xiqa predict --model {input.model:q} --images {input.images:q}"
         " --out {output.predictions:q} --metrics {output.metrics:q} 2> {log:q}"

@@ -7,19 +7,19 @@ rule saliency:
         images="results/cache/{split}.h5",
     output:
         "results/saliency/{method}/{split}/{shard}.h5",
-    params:
-        entry=method_entry,
-        n_shards=config["n_shards"],
     log:
         "results/logs/saliency/{method}/{split}/{shard}.log",
     benchmark:
         "results/benchmarks/saliency/{method}/{split}/{shard}.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../../envs/xiqa.yaml"
+    params:
+        entry=method_entry,
+        n_shards=config["n_shards"],
     shell:
         "xiqa saliency --model {input.model:q} --images {input.images:q}"
         " --method {wildcards.method:q} --params {params.entry:q}"
