@@ -83,6 +83,8 @@ def test_wilson_interval_by_hand():
     assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
     low, high = wilson_interval(0, 10)
     assert low == 0.0 and round(high, 4) == 0.2775
+    for n in (1, 3, 7, 150, 151, 500):  # the ends are exact, never beside the accuracy
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
     assert wilson_interval(50, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
 
 

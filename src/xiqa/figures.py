@@ -194,8 +194,8 @@ def make_figures(
     x = np.arange(len(table))
     for k, s in enumerate(splits):
         acc = np.array([row[f"{s}_accuracy"] for row in table])
-        low = acc - np.array([row[f"{s}_ci_low"] for row in table])
-        high = np.array([row[f"{s}_ci_high"] for row in table]) - acc
+        low = np.clip(acc - np.array([row[f"{s}_ci_low"] for row in table]), 0, None)
+        high = np.clip(np.array([row[f"{s}_ci_high"] for row in table]) - acc, 0, None)
         ax.bar(
             x + k * width,
             acc,
