@@ -99,3 +99,24 @@ def tiny_caches(synthetic_root, tmp_path_factory) -> dict[str, Path]:
         prepare_cache(out / f"{split}.csv", 32, out / f"{split}.h5", num_workers=1)
         caches[split] = out / f"{split}.h5"
     return caches
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def copy_workflow(dest: Path, methods: tuple[str, ...]) -> Path:
+    """A user's copy of the workflow files in ``dest``, its config.yaml keeping only ``methods``
+    (a --configfile merges the methods mapping and cannot drop entries)."""
+    import yaml
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "envs", "config"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name)
+        else:
+            shutil.copy(source, dest / name)
+    demo = yaml.safe_load((REPO / "config.yaml").read_text())
+    demo["methods"] = {name: demo["methods"][name] for name in methods}
+    (dest / "config.yaml").write_text(yaml.safe_dump(demo, sort_keys=False))
+    return dest

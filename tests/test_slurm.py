@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,17 +13,14 @@ from slurm_cluster import available, slurm_cluster
 
 from xiqa.cache import load_cache
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, copy_workflow
+
 PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 TINY = """
 synthetic: {n_train: 16, n_dev: 8, n_test: 8, seed: 2}
 image_size: 32
 train: {epochs: 1, batch_size: 8}
 n_shards: 1
-methods:
-  normgrad-conv1x1-combined:
-    {family: normgrad, virtual_layer: conv1x1, layers: [layer2.0, layer3.0, layer4.0, layer4.1]}
-  gradcam: {family: gradcam, layer: layer4.1}
 """
 
 pytestmark = pytest.mark.skipif(
@@ -39,11 +35,7 @@ def test_tiny_workflow_completes_through_sbatch(tmp_path):
     for resources in profile["set-resources"].values():
         partitions.setdefault(resources.get("slurm_partition", ""), False)
     partitions.pop("", None)
-    work = tmp_path / "work"
-    work.mkdir()
-    for name in ("Snakefile", "config.yaml", "workflow", "envs"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
+    work = copy_workflow(tmp_path / "work", ("normgrad-conv1x1-combined", "gradcam"))
     (work / "tiny.yaml").write_text(TINY)
     with slurm_cluster(tmp_path / "slurm", partitions) as env:
         shims, rest = env["PATH"].split(os.pathsep, 1)  # the cluster's srun shim comes first

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from xiqa.cache import load_cache
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, copy_workflow
+
 TINY = """
 synthetic: {n_train: 16, n_dev: 8, n_test: 8, seed: 2}
 image_size: 32
@@ -26,19 +25,9 @@ train: {epochs: 1, batch_size: 8}
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """A fresh copy of the workflow files, as a user's clone has them."""
-    for name in ("Snakefile", "config.yaml", "workflow", "envs", "config"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name)
-        else:
-            shutil.copy(source, tmp_path / name)
+    """A fresh copy of the workflow files, with three of the demo's twelve methods."""
+    copy_workflow(tmp_path, ("normgrad-conv1x1-single", "normgrad-conv1x1-combined", "gradcam"))
     (tmp_path / "tiny.yaml").write_text(TINY)
-    # A smaller demo: three of the twelve methods (a --configfile merges methods, never drops).
-    demo = yaml.safe_load((REPO / "config.yaml").read_text())
-    keep = ("normgrad-conv1x1-single", "normgrad-conv1x1-combined", "gradcam")
-    demo["methods"] = {name: demo["methods"][name] for name in keep}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(demo, sort_keys=False))
     return tmp_path
 
 
@@ -120,13 +109,19 @@ def test_real_dataset_path_is_split_in_place(workdir, synthetic_root):
 
 
 def test_workflow_is_lint_clean_and_formatted():
-    lint = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    lint = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert lint.returncode == 0 and "good condition" in lint.stdout + lint.stderr, lint.stdout
     snakefmt = Path(sys.executable).parent / "snakefmt"
     files = [str(REPO / "Snakefile"), str(REPO / "workflow")]
-    check = subprocess.run([str(snakefmt), "--check", *files], capture_output=True, text=True,
-                           timeout=120)
+    check = subprocess.run(
+        [str(snakefmt), "--check", *files], capture_output=True, text=True, timeout=120
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -136,11 +131,28 @@ def test_paper_config_builds_its_dag(tmp_path, synthetic_root):
 
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "8", "--dry-run", "--quiet", "rules",
-         "--configfile", str(REPO / "config" / "paper.yaml"), "--config",
-         f"dataset={synthetic_root}", "--directory", str(tmp_path),
-         "--snakefile", str(REPO / "Snakefile")],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "8",
+            "--dry-run",
+            "--quiet",
+            "rules",
+            "--configfile",
+            str(REPO / "config" / "paper.yaml"),
+            "--config",
+            f"dataset={synthetic_root}",
+            "--directory",
+            str(tmp_path),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     seconds = time.perf_counter() - start
     assert result.returncode == 0, result.stderr[-3000:]

@@ -66,12 +66,12 @@ rule aggregate:
         "results/logs/aggregate.log",
     benchmark:
         "results/benchmarks/aggregate.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/xiqa.yaml"
     params:
         results=lambda wildcards, output: os.path.dirname(
             os.path.dirname(output.tables[0])
