@@ -17,7 +17,7 @@ import numpy as np
 from xiqa import __version__
 from xiqa.data import ImageRef, Record, decode_image
 from xiqa.errors import InputError
-from xiqa.io import atomic_output, progress_bar, worker_pool
+from xiqa.io import atomic_output, open_hdf5, progress_bar, worker_pool
 from xiqa.split import read_manifest
 
 CACHE_FORMAT = "xiqa-image-cache/1"
@@ -115,13 +115,7 @@ def load_cache(path: str | os.PathLike, with_images: bool = True) -> ImageCache:
 
     ``with_images=False`` reads everything but the pixels (``images`` is then None).
     """
-    try:
-        h5 = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise InputError(f"{path}: image cache not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: not an HDF5 image cache ({exc})") from None
-    with h5:
+    with open_hdf5(path, "image cache") as h5:
         if h5.attrs.get("format") != CACHE_FORMAT:
             raise InputError(
                 f"{path}: not an xiqa image cache (format attribute "

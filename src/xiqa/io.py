@@ -12,7 +12,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import h5py
 from tqdm import tqdm
+
+from xiqa.errors import InputError
 
 
 @contextlib.contextmanager
@@ -71,3 +74,13 @@ def worker_pool(workers: int) -> Iterator[multiprocessing.pool.Pool | None]:
     finally:
         pool.terminate()
         pool.join()
+
+
+def open_hdf5(path: str | os.PathLike, what: str) -> h5py.File:
+    """Open an HDF5 file for reading; missing or not HDF5 is an InputError naming ``what``."""
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: not an HDF5 {what} ({exc})") from None

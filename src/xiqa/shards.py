@@ -26,7 +26,7 @@ import torch
 from xiqa import __version__
 from xiqa.cache import ImageCache
 from xiqa.errors import InputError
-from xiqa.io import atomic_output, progress_bar
+from xiqa.io import atomic_output, open_hdf5, progress_bar
 from xiqa.model import resolve_device, to_model_input
 from xiqa.predict import load_model_and_cache
 from xiqa.saliency import explain_with_logits, resolve_method
@@ -204,13 +204,7 @@ class Shard:
 
 def read_shard(path: str | os.PathLike, expect: dict[str, Any] | None = None) -> Shard:
     """Read a shard, checking its layout and that each attribute in ``expect`` matches."""
-    try:
-        h5 = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise InputError(f"{path}: saliency shard not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: not an HDF5 saliency shard ({exc})") from None
-    with h5:
+    with open_hdf5(path, "saliency shard") as h5:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
         if attrs.get("format") != SHARD_FORMAT:
             raise InputError(f"{path}: not an xiqa saliency shard (format {attrs.get('format')!r})")
@@ -248,11 +242,7 @@ def read_maps(paths: list[str | os.PathLike], names: set[str]) -> dict[str, np.n
     """Raw maps of the named images from a method's shards, reading only those maps."""
     found = {}
     for path in paths:
-        try:
-            h5 = h5py.File(path, "r")
-        except OSError as exc:
-            raise InputError(f"{path}: not an HDF5 saliency shard ({exc})") from None
-        with h5:
+        with open_hdf5(path, "saliency shard") as h5:
             shard_names = [n.decode() for n in h5["image_name"][()]]
             scale = h5["scale"][()]
             for k, name in enumerate(shard_names):
