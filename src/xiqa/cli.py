@@ -105,6 +105,16 @@ _device_option = click.option(
 )
 
 
+def _model_and_images(command):
+    """The options of commands that run a trained model over an image cache."""
+    command = click.option("--images", required=True, type=_input_file, help="Image cache (.h5).")(
+        command
+    )
+    return click.option(
+        "--model", "model_path", required=True, type=_input_file, help="model.pt of xiqa train."
+    )(command)
+
+
 @main.command()
 @click.option(
     "--train", "train_cache", required=True, type=_input_file, help="Training image cache (.h5)."
@@ -187,8 +197,7 @@ def train(
 
 
 @main.command()
-@click.option("--model", "model_path", required=True, type=_input_file)
-@click.option("--images", required=True, type=_input_file, help="Image cache (.h5).")
+@_model_and_images
 @click.option(
     "--out",
     required=True,
@@ -223,8 +232,7 @@ def predict(
 
 
 @main.command()
-@click.option("--model", "model_path", required=True, type=_input_file)
-@click.option("--images", required=True, type=_input_file, help="Image cache (.h5).")
+@_model_and_images
 @click.option(
     "--method",
     required=True,
