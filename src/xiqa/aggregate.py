@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from xiqa.errors import InputError
-from xiqa.io import atomic_output
+from xiqa.io import atomic_output, staged_outputs
 from xiqa.predict import classification_metrics
 from xiqa.saliency import PRESETS
 from xiqa.stats import mcnemar_exact, wilson_interval
@@ -301,17 +301,18 @@ def aggregate(
     if not methods:
         raise InputError("no methods to aggregate")
     rows = pointing_table(results, methods, splits, paper)
-    tables = results / "tables"
-    _write_csv(tables / "pointing_game.csv", rows)
-    _write_text(tables / "pointing_game.md", pointing_markdown(rows, splits, tau))
-    _write_text(tables / "pointing_game.tex", pointing_latex(rows, splits, tau))
     auc_rows, curves = classification_table(results, splits)
-    _write_csv(tables / "classification.csv", auc_rows)
     lines = ["| split | n | positives | AUC [95% bootstrap CI] |", "|---|---:|---:|---|"]
     lines += [
         f"| {r['split']} | {r['n']} | {r['positives']} | {_fmt(r['auc'])} "
         f"[{_fmt(r['auc_ci_low'])}, {_fmt(r['auc_ci_high'])}] |"
         for r in auc_rows
     ]
-    _write_text(tables / "classification.md", "\n".join(lines) + "\n")
-    make_figures(results, methods, splits, rows, curves, tau)
+    with staged_outputs(results) as stage:  # all tables and figures, or none
+        tables = stage / "tables"
+        _write_csv(tables / "pointing_game.csv", rows)
+        _write_text(tables / "pointing_game.md", pointing_markdown(rows, splits, tau))
+        _write_text(tables / "pointing_game.tex", pointing_latex(rows, splits, tau))
+        _write_csv(tables / "classification.csv", auc_rows)
+        _write_text(tables / "classification.md", "\n".join(lines) + "\n")
+        make_figures(results, methods, splits, rows, curves, tau, stage / "figures")

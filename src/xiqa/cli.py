@@ -313,12 +313,20 @@ def saliency(
 )
 @click.option("--tau", required=True, type=float, help="Tolerance in model-input pixels.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--model",
+    "model_path",
+    type=_input_file,
+    help="The checkpoint the shards must have been made by (checked by its SHA-256).",
+)
 @click.argument("shards", nargs=-1, required=True, type=_input_file)
-def pointing(images: Path, tau: float, out: Path, shards: tuple[Path, ...]) -> None:
+def pointing(
+    images: Path, tau: float, out: Path, model_path: Path | None, shards: tuple[Path, ...]
+) -> None:
     """Score one method's saliency SHARDS of a split with the pointing game."""
     from xiqa.pointing import run_pointing
 
-    counts = run_pointing(images, shards, tau, out)
+    counts = run_pointing(images, shards, tau, out, model_path)
     accuracy = counts["hits"] / counts["n"] if counts["n"] else float("nan")
     click.echo(f"pointing accuracy {accuracy:.4f} ({counts['hits']}/{counts['n']})", err=True)
 

@@ -148,8 +148,9 @@ def make_figures(
     table: list[dict[str, Any]],
     curves: dict[str, dict],
     tau: float,
+    folder: Path,
 ) -> None:
-    folder = results / "figures"
+    """Every figure of the study into ``folder``, from the tables and the ``results`` folder."""
     split = splits[-1]  # the test split when there is one
     panel = [m for m in PANEL_METHODS if m in methods] or list(methods)[:3]
     main = next((m for m in panel if methods[m]["family"] == "normgrad"), panel[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import multiprocessing
 import multiprocessing.pool
 import os
@@ -22,15 +23,19 @@ from xiqa.errors import InputError
 def atomic_output(path: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
 
-    The temporary name starts with a dot, so a half-written output never sits at the real path,
-    and on any exception (or KeyboardInterrupt) it is removed.
+    The temporary name starts with a dot and carries the writer's process id, so a half-written
+    output never sits at the real path; on any exception (or KeyboardInterrupt) it is removed, and
+    the temporaries of a writer that was killed (``kill -9``, a node lost) are removed by the next
+    writer of the same path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    prefix, suffix = f".{path.name}.{os.getpid()}.", ".tmp"
     if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
         os.close(fd)
         tmp = Path(name)
     try:
@@ -41,11 +46,56 @@ def atomic_output(path: str | os.PathLike, directory: bool = False) -> Iterator[
             shutil.rmtree(path)
         os.replace(tmp, path)
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def staged_outputs(root: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder standing for ``root``: what the block writes under it moves to
+    the same place under ``root`` only if the block succeeds, so a command with many outputs
+    either writes them all or leaves ``root`` as it was."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(root / "staged")
+    stage = Path(tempfile.mkdtemp(prefix=f".staged.{os.getpid()}.", suffix=".tmp", dir=root))
+    try:
+        yield stage
+        for file in sorted(p for p in stage.rglob("*") if p.is_file()):
+            target = root / file.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` whose writer process no longer runs on this machine.
+    Returns what was removed."""
+    stale = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            _remove(tmp)
+            stale.append(tmp)
+    return stale
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove(tmp: Path) -> None:
+    if tmp.is_dir() and not tmp.is_symlink():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)
 
 
 def _umask() -> int:

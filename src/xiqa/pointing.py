@@ -18,7 +18,7 @@ import numpy as np
 from xiqa.cache import load_cache
 from xiqa.errors import InputError
 from xiqa.io import atomic_output, progress_bar
-from xiqa.shards import images_digest, read_shard
+from xiqa.shards import images_digest, read_shard, sha256_file
 
 POINTING_COLUMNS = (
     "image_name",
@@ -86,20 +86,26 @@ def run_pointing(
     shard_paths: Sequence[str | os.PathLike],
     tau: float,
     out: str | os.PathLike,
+    model_path: str | os.PathLike | None = None,
 ) -> dict[str, float]:
     """Score every map of one method's shards against the cache's boxes; write the per-image
-    CSV. Refuses shards that disagree with each other or whose images are not the cache's."""
+    CSV. Refuses shards that disagree with each other, whose images are not the cache's, or
+    (given ``model_path``) that were not made by that checkpoint."""
     if not tau > 0:
         raise InputError(f"--tau {tau}: the tolerance must be positive")
     if not shard_paths:
         raise InputError("no saliency shards given")
     cache = load_cache(images_path, with_images=False)
-    digest = images_digest(cache)
+    expect = {"images_digest": images_digest(cache), "input_size": cache.size}
+    if model_path is not None:
+        if not os.path.isfile(model_path):
+            raise InputError(f"{model_path}: model not found")
+        expect["checkpoint_sha256"] = sha256_file(model_path)
     first = None
     seen_shards: dict[int, str] = {}
     rows = []
     for path in progress_bar(iterable=list(shard_paths), desc="pointing", unit="shard"):
-        shard = read_shard(path, expect={"images_digest": digest, "input_size": cache.size})
+        shard = read_shard(path, expect=expect)
         if first is None:
             first = shard
         for key in SHARED_ATTRS:

@@ -181,12 +181,12 @@ def train(
         raise InputError(f"{val_cache}: validation needs positive and negative images for AUC")
     dev = resolve_device(device)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     fingerprint = _fingerprint(config, train_set, val_set)
     state = _resume_state(out, fingerprint, restart_if_changed)
 
     torch.manual_seed(config.seed)
     model = build_model(config.arch, config.pretrained).to(dev)
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs proved good
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(

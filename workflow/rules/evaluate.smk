@@ -3,6 +3,7 @@
 
 rule pointing:
     input:
+        model="results/model/model.pt",
         images="results/cache/{split}.h5",
         shards=lambda wildcards: expand(
             "results/saliency/{method}/{split}/{shard}.h5",
@@ -25,7 +26,8 @@ rule pointing:
     params:
         tau=config["pointing"]["tau"],
     shell:
-        "xiqa pointing --images {input.images:q} --tau {params.tau} --out {output:q}"
+        "xiqa pointing --model {input.model:q} --images {input.images:q} --tau {params.tau}"
+        " --out {output:q}"
         " {input.shards:q} 2> {log:q}"
 
 

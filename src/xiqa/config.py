@@ -1,0 +1,77 @@
+"""The workflow's configuration, checked before any job runs: one line naming the bad key.
+
+Snakemake's own schema validation reports an error over many lines (for an unknown key, the whole
+configuration); this check reports the first problem as one line, and goes beyond the schema:
+every method must resolve to a registered family with parameters it takes and layers the
+configured architecture has, and local paths must exist.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jsonschema
+import yaml
+
+from xiqa.errors import InputError
+
+
+def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None:
+    """Raise :class:`InputError` naming the first bad key of a workflow ``config``."""
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        where = [str(p) for p in error.absolute_path]
+        message = error.message.replace("\n", " ")
+        if error.validator == "additionalProperties":  # name the unknown key itself
+            known = set(error.schema.get("properties", {}))
+            where.append(sorted(set(error.instance) - known)[0])
+            message = f"unknown key (valid here: {', '.join(sorted(known))})"
+        where = ".".join(where) or "(top level)"
+        if len(message) > 200:
+            message = message[:200] + "..."
+        raise InputError(f"config key {where}: {message}")
+    check_paths(config)
+    arch = config.get("train", {}).get("arch", "resnet34")
+    from xiqa.model import architectures
+
+    if arch not in architectures():
+        raise InputError(f"config key train.arch: unknown architecture {arch!r}")
+    check_methods(config.get("methods", {}), arch)
+
+
+def check_paths(config: dict[str, Any]) -> None:
+    """The dataset folder and a pretrained-weights file, when given as paths, must exist."""
+    dataset = config.get("dataset", "synthetic")
+    if dataset != "synthetic" and not os.path.isdir(dataset):
+        raise InputError(f"config key dataset: folder {dataset!r} not found")
+    pretrained = str(config.get("train", {}).get("pretrained", "none"))
+    if pretrained not in ("none", "imagenet") and not os.path.isfile(pretrained):
+        raise InputError(f"config key train.pretrained: file {pretrained!r} not found")
+
+
+def check_methods(methods: dict[str, dict[str, Any]], arch: str) -> None:
+    """Each method entry resolves to a family, parameters it takes and layers ``arch`` has."""
+    import torch
+
+    from xiqa.model import build_model
+    from xiqa.probe import named_module
+    from xiqa.saliency import resolve_method
+
+    model = None
+    for method, entry in methods.items():
+        try:
+            _, params = resolve_method(method, entry)
+            layers = params.get("layers", [])
+            layers = [layers] if isinstance(layers, str) else list(layers)
+            layers += [params["layer"]] if "layer" in params else []
+            if layers and model is None:
+                with torch.device("meta"):  # the module tree only, no weights
+                    model = build_model(arch)
+            for layer in layers:
+                named_module(model, layer)
+        except InputError as exc:
+            raise InputError(f"config key methods.{method}: {exc}") from None
