@@ -30,7 +30,7 @@ from PIL import Image
 from xiqa.model import build_model, save_model
 from xiqa.shards import run_saliency
 
-from conftest import REPO, assert_one_line_error, copy_workflow, make_dataset, run_cli
+from conftest import assert_one_line_error, copy_workflow, make_dataset, run_cli
 
 GOOD = {
     "train": [("00001.jpg", "0 10 10 40 40"), ("00002.jpg", "")],
@@ -705,14 +705,3 @@ def test_console_script_prints_one_line_and_exits_1(tmp_path):
         f"xiqa: error: {tmp_path / 'missing'}: dataset folder not found"
     ]
     assert not (tmp_path / "out").exists()
-
-
-def test_workflow_quotes_every_path_in_its_shell_commands():
-    """Config strings and paths reach the shell only quoted (:q) or pre-quoted (shlex)."""
-    import re
-
-    rules = "".join(p.read_text() for p in sorted((REPO / "workflow" / "rules").glob("*.smk")))
-    placeholders = re.findall(r"\{((?:input|output|log|wildcards)[^}]*)\}", rules)
-    assert placeholders
-    unquoted = [p for p in placeholders if not p.endswith(":q") and p != "wildcards.shard"]
-    assert unquoted == []
