@@ -143,6 +143,20 @@ def test_dicom_monochrome1_is_inverted(tmp_path):
     np.testing.assert_array_equal(read_dicom_grey(path)[0], 255 - WINDOWED_8BIT)
 
 
+def test_dicom_sigmoid_window_spans_the_full_grey_range(tmp_path):
+    stored = np.array([[2048, 2548, 1548]], dtype=np.uint16)
+    path = write_dicom(
+        tmp_path / "sigmoid.dcm",
+        stored,
+        WindowCenter=2048,
+        WindowWidth=1000,
+        VOILUTFunction="SIGMOID",
+    )
+    # 255 / (1 + exp(−4 (x − 2048) / 1000)): 127.5 → 128 (half to even); x = 2548: e^−2 → 224.62
+    # → 225; x = 1548: e^2 → 30.38 → 30
+    np.testing.assert_array_equal(read_dicom_grey(path)[0], [[128, 225, 30]])
+
+
 def test_dicom_voi_lut_sequence_is_used_before_a_window(tmp_path):
     lut = Dataset()
     lut.add_new(0x00283002, "US", [4, 100, 12])  # LUT Descriptor: 4 entries from 100, 12 bits

@@ -1,12 +1,13 @@
 """DICOM radiographs as 8-bit grey images, the way a reading station would show them.
 
-Stored values (only the low ``BitsStored`` bits, sign-extended when signed) → modality LUT
-(Rescale Slope/Intercept or a Modality LUT Sequence) → VOI: a VOI LUT Sequence when present
-(preferred over a window, as pydicom's ``apply_voi_lut`` does), else the first Window
-Center/Width, else the image's own minimum–maximum → MONOCHROME1 inverted → 0–255. The VOI output
-range maps linearly onto 0–255: a VOI LUT's nominal range 0 … 2ⁿ−1 (n bits per entry), a window's
-the range pydicom scales it onto. Only single-frame greyscale (MONOCHROME1/2) images are accepted;
-compressed pixel data needs a pydicom decoder for its transfer syntax.
+Stored values (pydicom ≥ 3 keeps only the low ``BitsStored`` bits, sign-extended when signed, so
+junk in unused high bits is ignored) → modality LUT (Rescale Slope/Intercept or a Modality LUT
+Sequence) → VOI: a VOI LUT Sequence when present (preferred over a window, as pydicom's
+``apply_voi_lut`` does), else the first Window Center/Width, else the image's own minimum–maximum
+→ MONOCHROME1 inverted → 0–255. The VOI output range maps linearly onto 0–255: a VOI LUT's
+nominal range 0 … 2ⁿ−1 (n bits per entry), a window's the range pydicom scales it onto. Only
+single-frame greyscale (MONOCHROME1/2) images are accepted; compressed pixel data needs a pydicom
+decoder for its transfer syntax.
 """
 
 from __future__ import annotations
@@ -86,15 +87,6 @@ def _decoded(path: str | os.PathLike, ds: pydicom.Dataset) -> np.ndarray:
         ) from None
 
 
-def stored_values(pixels: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
-    """The stored values as int64: bits above ``bits_stored`` (unused, or old overlay planes)
-    cleared, and two's-complement sign extension from ``bits_stored`` bits when signed."""
-    values = pixels.astype(np.int64) & ((1 << bits_stored) - 1)
-    if signed:
-        values = np.where(values >= 1 << (bits_stored - 1), values - (1 << bits_stored), values)
-    return values
-
-
 def _voi_to_unit(values: np.ndarray, ds: pydicom.Dataset) -> tuple[np.ndarray, str]:
     """The VOI transform's output scaled to [0, 1], and which transform it was."""
     if ds.get("VOILUTSequence"):
@@ -113,14 +105,14 @@ def _voi_to_unit(values: np.ndarray, ds: pydicom.Dataset) -> tuple[np.ndarray, s
 
 
 def read_dicom_grey(path: str | os.PathLike) -> tuple[np.ndarray, str]:
-    """A DICOM radiograph as (H, W) uint8 grey (dark = low attenuation, as MONOCHROME2), and the
+    """A DICOM radiograph as (H, W) uint8 grey as displayed (0 black, as in MONOCHROME2), and the
     VOI transform used: ``voi-lut``, ``window`` or ``min-max``. Problems are InputErrors naming
     the file."""
     ds = _read(path)
     _check_greyscale_single_frame(path, ds)
-    values = stored_values(_decoded(path, ds), int(ds.BitsStored), ds.PixelRepresentation == 1)
+    stored = _decoded(path, ds)  # pydicom keeps the low BitsStored bits, sign-extended if signed
     try:
-        unit, voi = _voi_to_unit(apply_modality_lut(values, ds), ds)
+        unit, voi = _voi_to_unit(apply_modality_lut(stored, ds), ds)
     except (ValueError, NotImplementedError, AttributeError, IndexError, KeyError) as exc:
         raise InputError(f"{path}: unusable DICOM LUT or window ({_one_line(exc)})") from None
     if not np.isfinite(unit).all():
