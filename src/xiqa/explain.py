@@ -126,42 +126,48 @@ def _unit(saliency_map: np.ndarray) -> np.ndarray:
     return (saliency_map - low) / (high - low) if high > low else np.zeros_like(saliency_map)
 
 
+def _draw_peak_marker(draw: ImageDraw.ImageDraw, x: float, y: float, side: int) -> None:
+    """A white ring with ticks, bordered in black, around (x, y); the peak itself stays visible."""
+    radius, width, tick = max(6, side // 40), max(1, side // 300), max(3, side // 60)
+    for colour, grow in (((0, 0, 0), 1), ((255, 255, 255), 0)):
+        r, w = radius + grow, width + 2 * grow
+        draw.ellipse((x - r, y - r, x + r, y + r), outline=colour, width=w)
+        start, end = radius + 3 - grow, radius + 3 + tick + grow
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            draw.line((x + dx * start, y + dy * start, x + dx * end, y + dy * end), colour, w)
+
+
+def _draw_caption(draw: ImageDraw.ImageDraw, text: str, side: int) -> None:
+    """White text on a black box in the top-left corner."""
+    font = ImageFont.load_default(size=max(10, side // 45))
+    x0, y0, x1, y1 = draw.textbbox((4, 4), text, font=font)
+    draw.rectangle((x0 - 3, y0 - 3, x1 + 3, y1 + 3), fill=(0, 0, 0))
+    draw.text((4, 4), text, fill=(255, 255, 255), font=font)
+
+
 def render_overlay(
     display: Image.Image, saliency_map: np.ndarray, record: dict[str, Any]
 ) -> Image.Image:
     """The radiograph in grey under its min–max scaled map v in a colormap (opacity
-    ``OVERLAY_ALPHA``·v), the map stretched back to the original aspect ratio, with a ring around
-    the peak and a caption giving the probability and the method."""
-    heat = Image.fromarray(_unit(saliency_map).astype(np.float32))
-    heat = np.asarray(heat.resize(display.size, Image.Resampling.BILINEAR))
-    colours = matplotlib.colormaps[COLORMAP](np.clip(heat, 0, 1))[..., :3]
+    ``OVERLAY_ALPHA``·v, so the radiograph shows where v is low), the map stretched back to the
+    original aspect ratio, with the peak ringed and a caption giving P(foreign object) and the
+    method."""
+    heat = Image.fromarray(_unit(saliency_map).astype(np.float32)).resize(
+        display.size, Image.Resampling.BILINEAR
+    )
+    heat = np.clip(np.asarray(heat), 0, 1)
+    colours = matplotlib.colormaps[COLORMAP](heat)[..., :3]
     grey = np.asarray(display, np.float32)[..., None] / 255
-    alpha = OVERLAY_ALPHA * np.clip(heat, 0, 1)[..., None]  # the radiograph shows where it is low
-    blend = (1 - alpha) * grey + alpha * colours
-    overlay = Image.fromarray(np.rint(blend * 255).astype(np.uint8))
-
-    draw = ImageDraw.Draw(overlay)
-    side = max(display.size)
-    # The peak in display pixels: original coordinates scaled like the picture.
-    px = record["peak_x"] * display.width / record["width"]
-    py = record["peak_y"] * display.height / record["height"]
-    radius, width, tick = max(6, side // 40), max(1, side // 300), max(3, side // 60)
-    # A white ring (and ticks) with a one-pixel black border, leaving the peak itself visible.
-    for colour, grow in (((0, 0, 0), 1), ((255, 255, 255), 0)):
-        r, w = radius + grow, width + 2 * grow
-        draw.ellipse((px - r, py - r, px + r, py + r), outline=colour, width=w)
-        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            start, end = radius + 3 - grow, radius + 3 + tick + grow
-            draw.line(
-                (px + dx * start, py + dy * start, px + dx * end, py + dy * end),
-                fill=colour,
-                width=w,
-            )
-    font = ImageFont.load_default(size=max(10, side // 45))
-    caption = f"P(foreign object) {record['prob']:.3f}   {record['method']}"
-    box = draw.textbbox((4, 4), caption, font=font)
-    draw.rectangle((box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3), fill=(0, 0, 0))
-    draw.text((4, 4), caption, fill=(255, 255, 255), font=font)
+    alpha = OVERLAY_ALPHA * heat[..., None]
+    overlay = Image.fromarray(
+        np.rint(((1 - alpha) * grey + alpha * colours) * 255).astype(np.uint8)
+    )
+    draw, side = ImageDraw.Draw(overlay), max(display.size)
+    # The peak in display pixels: its original coordinates scaled like the picture.
+    x = record["peak_x"] * display.width / record["width"]
+    y = record["peak_y"] * display.height / record["height"]
+    _draw_peak_marker(draw, x, y, side)
+    _draw_caption(draw, f"P(foreign object) {record['prob']:.3f}   {record['method']}", side)
     return overlay
 
 
