@@ -368,5 +368,64 @@ def aggregate(results: Path, methods_json: str, splits: str, tau: float, paper: 
     run_aggregate(results, methods, [s for s in splits.split(",") if s], tau, paper)
 
 
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=_input_file)
+@click.option(
+    "--model", "model_path", required=True, type=_input_file, help="model.pt of xiqa train."
+)
+@click.option(
+    "--method",
+    required=True,
+    help="A preset, a family, or any name with --params naming the family; part of the "
+    "output names.",
+)
+@click.option(
+    "--params",
+    "params_json",
+    default=None,
+    help='The method\'s config entry as JSON, e.g. \'{"family": "gradcam", '
+    '"layer": "layer4.1"}\'; optional for presets and families.',
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for STEM.METHOD.png (overlay) and STEM.METHOD.json (record) per IMAGE.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--overlay-size",
+    type=click.IntRange(min=16),
+    default=1024,
+    show_default=True,
+    help="Longest side of an overlay PNG in pixels (smaller images keep their size).",
+)
+@_device_option
+def explain(
+    images: tuple[Path, ...],
+    model_path: Path,
+    method: str,
+    params_json: str | None,
+    out: Path,
+    batch_size: int,
+    overlay_size: int,
+    device: str,
+) -> None:
+    """Explain new radiographs IMAGE... (JPEG, PNG or DICOM) with a trained model: the saliency
+    of the foreign-object class, as an overlay PNG and a JSON record per image in OUT."""
+    import json
+
+    from xiqa.explain import run_explain
+
+    try:
+        params = json.loads(params_json) if params_json else None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--params is not valid JSON ({exc})") from None
+    if params is not None and not isinstance(params, dict):
+        raise InputError("--params must be a JSON object")
+    records = run_explain(images, model_path, method, out, params, batch_size, device, overlay_size)
+    click.echo(f"explained {len(records)} images with {method} into {out}", err=True)
+
+
 if __name__ == "__main__":
     main()

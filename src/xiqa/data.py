@@ -191,21 +191,34 @@ def image_size(ref: ImageRef) -> tuple[int, int]:
         return image.size
 
 
+def resize_square(image: Image.Image, size: int) -> np.ndarray:
+    """The model's view of a radiograph: grey, resized to ``size``×``size`` (aspect ratio
+    ignored) with Lanczos, as uint8. The cache and ``xiqa explain`` both resize through here."""
+    grey = image.convert("L").resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(grey, dtype=np.uint8)
+
+
+@contextlib.contextmanager
+def decoding_errors(ref: ImageRef | str) -> Iterator[None]:
+    """Pixel decoding that fails (truncated or corrupt data) raises an InputError naming ``ref``."""
+    try:
+        yield
+    except (OSError, SyntaxError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"{ref}: truncated or corrupt image ({exc})") from None
+
+
 def decode_image(ref: ImageRef, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode an image once, resized to ``size``×``size`` (aspect ratio ignored) as uint8, and
-    return it with the original (width, height).
+    """Decode an image once, resized by :func:`resize_square`, and return it with the original
+    (width, height).
 
     JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is small, which
     is most of the cost saved; Lanczos then resamples to the exact size.
     """
-    with open_image(ref) as image:
+    with open_image(ref) as image, decoding_errors(ref):
         original_size = image.size
-        try:
-            image.draft("L", (size, size))
-            resized = image.convert("L").resize((size, size), Image.Resampling.LANCZOS)
-        except (OSError, SyntaxError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise InputError(f"{ref}: truncated or corrupt image ({exc})") from None
-    return np.asarray(resized, dtype=np.uint8), original_size
+        image.draft("L", (size, size))
+        resized = resize_square(image, size)
+    return resized, original_size
 
 
 # ---------------------------------------------------------------------------------------------

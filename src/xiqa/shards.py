@@ -27,7 +27,7 @@ from xiqa import __version__
 from xiqa.cache import ImageCache
 from xiqa.errors import InputError
 from xiqa.io import atomic_output, open_hdf5, progress_bar
-from xiqa.model import resolve_device, to_model_input
+from xiqa.model import resolve_device, to_model_input, use_full_fp32
 from xiqa.predict import load_model_and_cache
 from xiqa.saliency import explain_with_logits, resolve_method
 
@@ -157,11 +157,7 @@ def run_saliency(
         raise InputError(f"unknown target policy {target_policy!r}; use label or predicted")
     family, resolved = resolve_method(method, params)
     dev = resolve_device(device)
-    if dev.type == "cuda":
-        # Maps are computed in full fp32: bf16 autocast moved the peak of up to half the maps
-        # (measured on the demo model), and TF32 convolutions round like bf16's mantissa.
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    use_full_fp32(dev)
     model, cache = load_model_and_cache(model_path, images_path, dev)
     rows = shard_indices(cache, shard, n_shards, all_images)
     attrs = {
