@@ -105,6 +105,37 @@ _device_option = click.option(
 )
 
 
+def _parse_params(ctx, param, value: str | None) -> dict | None:
+    import json
+
+    try:
+        params = json.loads(value) if value else None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--params is not valid JSON ({exc})") from None
+    if params is not None and not isinstance(params, dict):
+        raise InputError("--params must be a JSON object")
+    return params
+
+
+def _method_options(name_is: str):
+    """--method NAME and --params JSON (its config entry), for the commands that explain."""
+
+    def add(command):
+        command = click.option(
+            "--params",
+            callback=_parse_params,
+            help='The method\'s config entry as JSON, e.g. \'{"family": "gradcam", '
+            '"layer": "layer4.2"}\'; optional for presets and families.',
+        )(command)
+        return click.option(
+            "--method",
+            required=True,
+            help=f"A preset, a family, or any name with --params naming the family; {name_is}.",
+        )(command)
+
+    return add
+
+
 def _model_and_images(command):
     """The options of commands that run a trained model over an image cache."""
     command = click.option("--images", required=True, type=_input_file, help="Image cache (.h5).")(
@@ -233,19 +264,7 @@ def predict(
 
 @main.command()
 @_model_and_images
-@click.option(
-    "--method",
-    required=True,
-    help="Method name recorded in the shard: a preset, a family, or any name with "
-    "--params naming the family.",
-)
-@click.option(
-    "--params",
-    "params_json",
-    default=None,
-    help='The method\'s config entry as JSON, e.g. \'{"family": "gradcam", '
-    '"layer": "layer4.2"}\'; optional for presets and families.',
-)
+@_method_options("recorded in the shard")
 @click.option("--shard", type=int, required=True, help="Shard index, counting from 0.")
 @click.option("--n-shards", type=int, required=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -267,7 +286,7 @@ def saliency(
     model_path: Path,
     images: Path,
     method: str,
-    params_json: str | None,
+    params: dict | None,
     shard: int,
     n_shards: int,
     out: Path,
@@ -278,16 +297,8 @@ def saliency(
     device: str,
 ) -> None:
     """Saliency maps of one method for one shard of a split's images."""
-    import json
-
     from xiqa.shards import run_saliency
 
-    try:
-        params = json.loads(params_json) if params_json else None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"--params is not valid JSON ({exc})") from None
-    if params is not None and not isinstance(params, dict):
-        raise InputError("--params must be a JSON object")
     run_saliency(
         model_path,
         images,
@@ -373,19 +384,7 @@ def aggregate(results: Path, methods_json: str, splits: str, tau: float, paper: 
 @click.option(
     "--model", "model_path", required=True, type=_input_file, help="model.pt of xiqa train."
 )
-@click.option(
-    "--method",
-    required=True,
-    help="A preset, a family, or any name with --params naming the family; part of the "
-    "output names.",
-)
-@click.option(
-    "--params",
-    "params_json",
-    default=None,
-    help='The method\'s config entry as JSON, e.g. \'{"family": "gradcam", '
-    '"layer": "layer4.1"}\'; optional for presets and families.',
-)
+@_method_options("part of the output names")
 @click.option(
     "--out",
     required=True,
@@ -405,7 +404,7 @@ def explain(
     images: tuple[Path, ...],
     model_path: Path,
     method: str,
-    params_json: str | None,
+    params: dict | None,
     out: Path,
     batch_size: int,
     overlay_size: int,
@@ -413,16 +412,8 @@ def explain(
 ) -> None:
     """Explain new radiographs IMAGE... (JPEG, PNG or DICOM) with a trained model: the saliency
     of the foreign-object class, as an overlay PNG and a JSON record per image in OUT."""
-    import json
-
     from xiqa.explain import run_explain
 
-    try:
-        params = json.loads(params_json) if params_json else None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"--params is not valid JSON ({exc})") from None
-    if params is not None and not isinstance(params, dict):
-        raise InputError("--params must be a JSON object")
     records = run_explain(images, model_path, method, out, params, batch_size, device, overlay_size)
     click.echo(f"explained {len(records)} images with {method} into {out}", err=True)
 

@@ -10,7 +10,6 @@ peak in original pixels and the provenance. Outputs appear only when every input
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from xiqa import __version__
 from xiqa.data import ImageRef, decode_image, decoding_errors, open_image, resize_square
 from xiqa.dicom import is_dicom, read_dicom_grey
 from xiqa.errors import InputError
-from xiqa.io import atomic_output, progress_bar
+from xiqa.io import progress_bar, staged_outputs
 from xiqa.model import load_model, resolve_device, to_model_input, use_full_fp32
 from xiqa.pointing import peak
 from xiqa.saliency import explain_with_logits, resolve_method
@@ -210,11 +209,6 @@ def explain_batch(
     return maps.cpu().numpy(), probs.cpu().numpy()
 
 
-def _stage(staged: contextlib.ExitStack, path: Path) -> Path:
-    """A temporary file that becomes ``path`` when ``staged`` closes without an error."""
-    return staged.enter_context(atomic_output(path))
-
-
 def run_explain(
     images: Sequence[str | os.PathLike],
     model_path: str | os.PathLike,
@@ -228,7 +222,7 @@ def run_explain(
     """Explain every image with ``method`` for the foreign-object class; write an overlay PNG and
     a JSON record per image into ``out`` and return the records.
 
-    All outputs are staged (hidden temporary files) and appear together only when every input
+    All outputs are staged in a hidden folder and appear together only when every input
     succeeded; on an error nothing is left (a folder ``out`` created here is removed again).
     """
     paths, out = [Path(p) for p in images], Path(out)
@@ -245,34 +239,26 @@ def run_explain(
         "input_size": size,
         "xiqa_version": __version__,
     }
-    created = not out.exists()
     records = []
-    try:
-        with contextlib.ExitStack() as staged:
-            bar = staged.enter_context(
-                progress_bar(total=len(paths), desc=f"explaining ({method})", unit="img")
-            )
-            for start in range(0, len(paths), batch_size):
-                batch = [
-                    read_radiograph(p, size, overlay_side)
-                    for p in paths[start : start + batch_size]
-                ]
-                maps, probs = explain_batch(model, batch, family, resolved, dev)
-                for radiograph, stem, saliency_map, prob in zip(
-                    batch, stems[start:], maps, probs, strict=False
-                ):
-                    record = explanation_record(radiograph, saliency_map, prob, provenance)
-                    record["overlay"] = f"{stem}.{method}.png"
-                    overlay = render_overlay(radiograph.display, saliency_map, record)
-                    # PNG level 3: as small as the default 6 on radiographs, 3x faster.
-                    overlay.save(_stage(staged, out / record["overlay"]), "PNG", compress_level=3)
-                    text = json.dumps(record, indent=2) + "\n"
-                    _stage(staged, out / f"{stem}.{method}.json").write_text(text)
-                    records.append(record)
-                bar.update(len(batch))
-    except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only if empty: the staged files are already gone
-        raise
+    with (
+        staged_outputs(out) as stage,
+        progress_bar(total=len(paths), desc=f"explaining ({method})", unit="img") as bar,
+    ):
+        for start in range(0, len(paths), batch_size):
+            batch = [
+                read_radiograph(p, size, overlay_side) for p in paths[start : start + batch_size]
+            ]
+            maps, probs = explain_batch(model, batch, family, resolved, dev)
+            for radiograph, stem, saliency_map, prob in zip(
+                batch, stems[start:], maps, probs, strict=False
+            ):
+                record = explanation_record(radiograph, saliency_map, prob, provenance)
+                record["overlay"] = f"{stem}.{method}.png"
+                overlay = render_overlay(radiograph.display, saliency_map, record)
+                # PNG level 3: as small as the default 6 on radiographs, 3x faster.
+                overlay.save(stage / record["overlay"], "PNG", compress_level=3)
+                text = json.dumps(record, indent=2) + "\n"
+                (stage / f"{stem}.{method}.json").write_text(text)
+                records.append(record)
+            bar.update(len(batch))
     return records

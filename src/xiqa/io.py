@@ -54,8 +54,9 @@ def atomic_output(path: str | os.PathLike, directory: bool = False) -> Iterator[
 def staged_outputs(root: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder standing for ``root``: what the block writes under it moves to
     the same place under ``root`` only if the block succeeds, so a command with many outputs
-    either writes them all or leaves ``root`` as it was."""
+    either writes them all or leaves ``root`` as it was (not even created)."""
     root = Path(root)
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(root / "staged")
     stage = Path(tempfile.mkdtemp(prefix=f".staged.{os.getpid()}.", suffix=".tmp", dir=root))
@@ -65,8 +66,12 @@ def staged_outputs(root: str | os.PathLike) -> Iterator[Path]:
             target = root / file.relative_to(stage)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(file, target)
-    finally:
+    except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:

@@ -572,6 +572,42 @@ def _(tmp, w):
     return _aggregate_args(_results(w, tmp, predictions=False)), ["predictions", "not found"]
 
 
+def _explain_args(w, tmp: Path, *images: Path) -> list:
+    Image.new("L", (40, 30), 90).save(tmp / "good.png")
+    return [
+        "explain",
+        tmp / "good.png",
+        *images,
+        "--model",
+        w["model"],
+        "--method",
+        "gradcam",
+        "--params",
+        GRADCAM,
+        "--out",
+        tmp / "out",
+    ]
+
+
+@case("explain: a DICOM that is not DICOM")
+def _(tmp, w):
+    (tmp / "junk.dcm").write_bytes(b"not a dicom " * 30)
+    return _explain_args(w, tmp, tmp / "junk.dcm"), ["junk.dcm", "not a readable DICOM"]
+
+
+@case("explain: a PNG that is not an image")
+def _(tmp, w):
+    (tmp / "junk.png").write_bytes(b"not a png " * 30)
+    return _explain_args(w, tmp, tmp / "junk.png"), ["junk.png", "not a readable image"]
+
+
+@case("explain: two inputs with the same stem")
+def _(tmp, w):
+    (tmp / "b").mkdir()
+    Image.new("L", (40, 30), 90).save(tmp / "b" / "good.jpg")
+    return _explain_args(w, tmp, tmp / "b" / "good.jpg"), ["good.jpg", "would both be written"]
+
+
 @case("synth: output folder exists")
 def _(tmp, w):
     (tmp / "out").mkdir()
