@@ -1,12 +1,32 @@
 """Saliency cost per method against its floor and against Captum / pytorch-grad-cam.
 
-One run, one batch (ResNet-34, 192×192 by default, CPU): every preset's time; the floor of each
-(one forward and one backward to its first probed layer, or to the input, with bare hooks and no
-parameter gradients); Captum's LayerGradCam, GuidedBackprop and InputXGradient, and
-pytorch-grad-cam's GradCAM. Medians of --repeats runs; ratios are against the floor and, for
-Grad-CAM, against the two libraries.
+One run, ResNet-34 (random weights), 192×192 by default, CPU. Every ratio compares two figures
+timed alternately (A, B, A, B, ...), so that the load of a shared machine weighs on both alike.
 
-    python benchmarks/bench_saliency.py [--size 192] [--batch-size 8] [--repeats 5]
+- One-pass methods (the paper's twelve presets, NormGrad selective, Grad-CAM++, XGrad-CAM,
+  LayerCAM, HiResCAM) on a batch of --batch-size images, against their floor: one forward and
+  one backward to the first probed layer, or to the input, with bare hooks and no parameter
+  gradients. Medians of --repeats runs after a warm-up.
+- Many-pass methods on --multipass-images images, once each (hundreds of passes need no
+  warm-up), with modest settings: Score-CAM over all 512 channels of layer4.2 (512 masked
+  forwards per image), RISE with --rise-masks masks, Integrated Gradients with --ig-steps steps,
+  SmoothGrad with --smoothgrad-samples samples, in chunks of 32 inputs. Their floor is one
+  clean forward plus one pass per mask, channel, step or sample, a pass being a gradient-free
+  forward (perturbation) or a forward and backward to the input (path, noise), timed at a batch
+  of 32 just before and just after the method (the mean of the two).
+- Libraries: Captum's LayerGradCam, GuidedBackprop, InputXGradient (on the batch, medians),
+  IntegratedGradients (riemann_right) and NoiseTunnel(Saliency) (the many-pass settings, once),
+  and pytorch-grad-cam's GradCAM, each alternated with ours.
+
+Forward passes per image are counted by a forward hook on the model (inputs through its forward
+during one call, divided by the images), never assumed.
+
+On a machine whose cores other jobs share, use --threads 1: a torch thread waiting for a
+descheduled sibling can make a pass 30 times slower, and then no figure means anything.
+
+    python benchmarks/bench_saliency.py [--size 192] [--batch-size 2] [--repeats 3]
+        [--multipass-images 1] [--rise-masks 128] [--ig-steps 16] [--smoothgrad-samples 16]
+        [--threads N]
 """
 
 from __future__ import annotations
@@ -22,17 +42,82 @@ from torch import nn
 
 from xiqa.model import build_model
 from xiqa.probe import named_module
-from xiqa.saliency import PRESETS, explain
+from xiqa.saliency import FAMILIES, PRESETS, explain
+
+PASS_BATCH = 32  # inputs per chunk for the many-pass methods (their default batch_size)
+ONE_PASS = {
+    **PRESETS,
+    **{
+        f"normgrad-selective-{kind}": {
+            "family": "normgrad",
+            "virtual_layer": "selective",
+            "layers": PRESETS[f"normgrad-scaling-{kind}"]["layers"],
+        }
+        for kind in ("single", "combined")
+    },
+    **{
+        family: {"family": family, "layer": "layer4.2"}
+        for family in ("gradcam-plusplus", "xgradcam", "layercam", "hirescam")
+    },
+}
 
 
-def median_seconds(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def many_pass_methods(args) -> dict[str, dict]:
+    return {
+        "scorecam": {"family": "scorecam", "layer": "layer4.2", "batch_size": PASS_BATCH},
+        "rise": {"family": "rise", "n_masks": args.rise_masks, "batch_size": PASS_BATCH},
+        "integrated-gradients": {
+            "family": "integrated-gradients",
+            "n_steps": args.ig_steps,
+            "batch_size": PASS_BATCH,
+        },
+        "smoothgrad": {
+            "family": "smoothgrad",
+            "n_samples": args.smoothgrad_samples,
+            "batch_size": PASS_BATCH,
+        },
+    }
+
+
+def seconds(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def alternated(first, second, repeats: int, warm_up: bool = True) -> tuple[float, float]:
+    """Median seconds of two functions timed alternately, ``repeats`` times each."""
+    if warm_up:
+        first(), second()
+    times = [(seconds(first), seconds(second)) for _ in range(repeats)]
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+
+
+def counted(model: nn.Module, function, n_inputs: int) -> tuple[float, float]:
+    """Seconds of one call of ``function``, and the inputs that went through ``model``'s
+    forward meanwhile per input (a forward hook sums the batch sizes)."""
+    count = 0
+
+    def hook(module, inputs, output):
+        nonlocal count
+        count += len(inputs[0])
+
+    handle = model.register_forward_hook(hook)
+    try:
+        elapsed = seconds(function)
+    finally:
+        handle.remove()
+    return elapsed, count / n_inputs
+
+
+def forward_floor(model: nn.Module, images: torch.Tensor):
+    """One gradient-free forward pass: the least work of one masked input."""
+
+    def run():
+        with torch.no_grad():
+            model(images)
+
+    return run
 
 
 def floor(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, layer: str | None):
@@ -62,49 +147,113 @@ def floor(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, layer: 
     return run
 
 
+def one_pass_floor(bare: nn.Module, images, targets, entry: dict):
+    """The floor of a one-pass method: to its first probed layer, or to the input; Guided
+    Grad-CAM makes a guided pass and a Grad-CAM pass."""
+    layers = entry.get("layers") or ([entry["layer"]] if "layer" in entry else [])
+    if entry["family"] == "guided-gradcam":
+        to_input, to_layer = (
+            floor(bare, images, targets, None),
+            floor(bare, images, targets, layers[0]),
+        )
+        return lambda: (to_input(), to_layer())
+    return floor(bare, images, targets, min(layers) if layers else None)  # "layer2.0" < "layer4.2"
+
+
+def described(entry: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("family", "batch_size"))
+
+
 def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="captum")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=192)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--multipass-images", type=int, default=1)
+    parser.add_argument("--rise-masks", type=int, default=128)
+    parser.add_argument("--ig-steps", type=int, default=16)
+    parser.add_argument("--smoothgrad-samples", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    many_pass = many_pass_methods(args)
+    benchmarked = {entry["family"] for entry in [*ONE_PASS.values(), *many_pass.values()]}
+    assert benchmarked == set(FAMILIES), set(FAMILIES) ^ benchmarked  # every family
     torch.manual_seed(0)
     model = build_model("resnet34").eval()
     images = torch.randn(args.batch_size, 3, args.size, args.size)
     targets = torch.randint(0, 2, (args.batch_size,))
+    few_images, few_targets = images[: args.multipass_images], targets[: args.multipass_images]
     bare = copy.deepcopy(model).requires_grad_(False)  # the floor computes no parameter grads
 
-    def measure_floors() -> dict[str | None, float]:
-        return {
-            layer: median_seconds(floor(bare, images, targets, layer), args.repeats)
-            for layer in ("layer4.2", "layer2.0", None)
-        }
+    def ours(name: str, entry: dict, x: torch.Tensor, t: torch.Tensor):
+        return lambda: explain(model, x, t, name, **entry)
 
-    floors = measure_floors()
+    per_image = 1e3 / args.batch_size  # seconds per batch → ms per image
+    print(
+        f"ResNet-34, {args.size}x{args.size}, CPU ({torch.get_num_threads()} threads); one-pass "
+        f"methods: batch {args.batch_size}, median of {args.repeats}; many-pass methods: "
+        f"{args.multipass_images} image(s), once, in chunks of {PASS_BATCH}"
+    )
+    print()
+    print("| method | ms/image | forwards/image | floor ms/image | x floor |")
+    print("|---|---:|---:|---:|---:|")
+    ms_per_image = {}
+    for name, entry in ONE_PASS.items():
+        run = ours(name, entry, images, targets)
+        _, forwards = counted(model, run, args.batch_size)  # also the warm-up
+        method_s, floor_s = alternated(
+            run, one_pass_floor(bare, images, targets, entry), args.repeats, warm_up=False
+        )
+        ms_per_image[name] = method_s * per_image
+        print(
+            f"| {name} | {method_s * per_image:.1f} | {forwards:g} | {floor_s * per_image:.1f} | "
+            f"{method_s / floor_s:.2f} |"
+        )
 
-    seconds = {
-        name: median_seconds(lambda n=name: explain(model, images, targets, n), args.repeats)
-        for name in PRESETS
+    pass_images = torch.randn(PASS_BATCH, 3, args.size, args.size)
+    pass_targets = torch.randint(0, 2, (PASS_BATCH,))
+    pass_floor = {
+        "forward": forward_floor(bare, pass_images),
+        "backward": floor(bare, pass_images, pass_targets, None),
     }
+    for function in pass_floor.values():
+        function()  # warm-up
+    print()
+    print(
+        "| many-pass method | parameters | ms/image | forwards/image | ms/pass floor | "
+        "floor ms/image | x floor |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, entry in many_pass.items():
+        kind = "forward" if name in ("scorecam", "rise") else "backward"
+        before = seconds(pass_floor[kind]) / PASS_BATCH
+        clean = seconds(pass_floor["forward"]) / PASS_BATCH
+        run = ours(name, entry, few_images, few_targets)
+        method_s, forwards = counted(model, run, args.multipass_images)
+        after = seconds(pass_floor[kind]) / PASS_BATCH
+        per_pass = (before + after) / 2
+        floor_ms = (clean + per_pass * (forwards - 1)) * 1e3
+        ms = method_s / args.multipass_images * 1e3
+        print(
+            f"| {name} | {described(entry)} | {ms:.1f} | {forwards:g} | {per_pass * 1e3:.1f} | "
+            f"{floor_ms:.1f} | {ms / floor_ms:.2f} |"
+        )
+    print()
+    print(libraries_table(model, images, targets, few_images, few_targets, many_pass, args))
 
-    # Measured again after the methods (the machine warms up): the floor is the lower figure.
-    floors = {
-        k: min(v, w) for (k, v), w in zip(floors.items(), measure_floors().values(), strict=True)
-    }
-    rows = []
-    for name, entry in PRESETS.items():
-        layers = entry.get("layers") or ([entry["layer"]] if "layer" in entry else [])
-        floor_s = floors[min(layers)] if layers else floors[None]  # "layer2.0" < "layer4.2"
-        if entry["family"] == "guided-gradcam":  # a guided pass plus a Grad-CAM pass
-            floor_s = floors[None] + floors["layer4.2"]
-        rows.append((name, seconds[name], floor_s))
 
+def libraries_table(model, images, targets, few_images, few_targets, many_pass, args) -> str:
+    """Each library alternated with ours on the same images and settings."""
     from captum.attr import (
         GuidedBackprop,
         InputXGradient,
+        IntegratedGradients,
         LayerAttribution,
         LayerGradCam,
+        NoiseTunnel,
+        Saliency,
     )
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -113,57 +262,74 @@ def main() -> None:
         cam = LayerGradCam(model, model.layer4[2]).attribute(images, target=targets.tolist())
         return LayerAttribution.interpolate(cam, images.shape[-2:], interpolate_mode="bilinear")
 
-    out_of_place = copy.deepcopy(model)
+    def captum_integrated_gradients():
+        IntegratedGradients(model).attribute(
+            few_images,
+            target=few_targets.tolist(),
+            n_steps=args.ig_steps,
+            method="riemann_right",
+            internal_batch_size=PASS_BATCH,
+        )
+
+    def captum_smoothgrad():
+        for image, target in zip(few_images, few_targets, strict=True):
+            NoiseTunnel(Saliency(model)).attribute(
+                image[None],
+                nt_type="smoothgrad",
+                nt_samples=args.smoothgrad_samples,
+                nt_samples_batch_size=PASS_BATCH,
+                stdevs=0.15 * float(image.max() - image.min()),  # our default noise level
+                target=int(target),
+            )
+
+    out_of_place = copy.deepcopy(model)  # Captum's guided backprop cannot wrap in-place ReLUs
     for module in out_of_place.modules():
         if isinstance(module, nn.ReLU):
             module.inplace = False
     grad_cam_targets = [ClassifierOutputTarget(int(t)) for t in targets]
+
+    def ours(name, x, t, **params):
+        return lambda: explain(model, x, t, name, **params)
+
+    lines = [
+        "| library | ms/image | ours | ours ms/image | ours / library |",
+        "|---|---:|---|---:|---:|",
+    ]
     with GradCAM(model=model, target_layers=[model.layer4[2]]) as pgc:
-        library = {
-            "captum LayerGradCam": median_seconds(captum_gradcam, args.repeats),
-            "pytorch-grad-cam GradCAM": median_seconds(
-                lambda: pgc(input_tensor=images, targets=grad_cam_targets), args.repeats
+        one_pass = {
+            "captum LayerGradCam": (captum_gradcam, "gradcam"),
+            "pytorch-grad-cam GradCAM": (
+                lambda: pgc(input_tensor=images, targets=grad_cam_targets),
+                "gradcam",
             ),
-            "captum GuidedBackprop": median_seconds(
+            "captum GuidedBackprop": (
                 lambda: GuidedBackprop(out_of_place).attribute(images, target=targets.tolist()),
-                args.repeats,
+                "guided-backprop",
             ),
-            "captum InputXGradient": median_seconds(
+            "captum InputXGradient": (
                 lambda: InputXGradient(model).attribute(images, target=targets.tolist()),
-                args.repeats,
+                "input-x-gradient",
             ),
         }
+        for library, (function, name) in one_pass.items():
+            theirs, mine = alternated(function, ours(name, images, targets), args.repeats)
+            lines.append(row(library, theirs, name, mine, len(images)))
+    for library, function, name in (
+        ("captum IntegratedGradients", captum_integrated_gradients, "integrated-gradients"),
+        ("captum NoiseTunnel(Saliency)", captum_smoothgrad, "smoothgrad"),
+    ):
+        params = {k: v for k, v in many_pass[name].items() if k != "family"}
+        mine_run = ours(name, few_images, few_targets, **params)
+        theirs, mine = alternated(function, mine_run, 1, warm_up=False)
+        lines.append(row(library, theirs, name, mine, len(few_images)))
+    return "\n".join(lines)
 
-    per_image = 1e3 / args.batch_size
-    print(
-        f"ResNet-34, batch {args.batch_size} at {args.size}x{args.size}, CPU "
-        f"({torch.get_num_threads()} threads), median of {args.repeats}"
+
+def row(library: str, theirs: float, name: str, mine: float, n_images: int) -> str:
+    return (
+        f"| {library} | {theirs / n_images * 1e3:.1f} | {name} | {mine / n_images * 1e3:.1f} | "
+        f"{mine / theirs:.2f} |"
     )
-    print()
-    print("| method | ms/image | floor ms/image | x floor |")
-    print("|---|---:|---:|---:|")
-    for layer, seconds in floors.items():
-        print(f"| floor to {layer or 'the input'} | {seconds * per_image:.1f} | | |")
-    for name, seconds, floor_s in rows:
-        print(
-            f"| {name} | {seconds * per_image:.1f} | {floor_s * per_image:.1f} | "
-            f"{seconds / floor_s:.2f} |"
-        )
-    ours = dict((name, seconds) for name, seconds, _ in rows)
-    print()
-    print("| library | ms/image | ours ms/image | ours / library |")
-    print("|---|---:|---:|---:|")
-    for name, seconds in library.items():
-        mine = {
-            "captum LayerGradCam": "gradcam",
-            "pytorch-grad-cam GradCAM": "gradcam",
-            "captum GuidedBackprop": "guided-backprop",
-            "captum InputXGradient": "input-x-gradient",
-        }[name]
-        print(
-            f"| {name} | {seconds * per_image:.1f} | {ours[mine] * per_image:.1f} | "
-            f"{ours[mine] / seconds:.2f} |"
-        )
 
 
 if __name__ == "__main__":

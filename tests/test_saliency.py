@@ -1,11 +1,16 @@
-"""Every saliency method against an independent computation, in float64.
+"""Every probe-based saliency method against an independent computation, in float64.
 
 NormGrad is checked against its definition computed the slow way: a virtual identity layer with
 its own parameters at every location is inserted after the probed module, autograd gives the
 gradient of the target logit with respect to those parameters, and the map is the Frobenius norm
-of that gradient per location. Grad-CAM, Guided Backprop, Input × Gradient and Guided Grad-CAM
-are checked against Captum (and Grad-CAM also against pytorch-grad-cam). Maps are compared after
-per-image min-max scaling, to 1e-4.
+of that gradient per location (for the selective variant, of its positive part). Grad-CAM,
+Guided Backprop, Input × Gradient and Guided Grad-CAM are checked against Captum (and Grad-CAM
+also against pytorch-grad-cam); these maps are compared after per-image min-max scaling, to
+1e-4. Grad-CAM++, XGrad-CAM, LayerCAM and HiResCAM are checked against pytorch-grad-cam's raw
+maps (its own captured activations and gradients through its ``get_cam_image``, before its
+min-max and resize), without scaling. The generic tests (model untouched, clean logits) run
+every registered family; tests/test_saliency_families.py checks the perturbation, path and
+noise families.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from torch import nn
 from xiqa.errors import InputError
 from xiqa.model import build_model
 from xiqa.probe import named_module
-from xiqa.saliency import COMBINED_LAYERS, PRESETS, explain
+from xiqa.saliency import COMBINED_LAYERS, FAMILIES, PRESETS, explain, explain_with_logits, upsample
 
 TOLERANCE = 1e-4
 SIZE = 96  # layer4 is 3x3: conv3x3 patches differ between corner and centre
@@ -72,7 +77,7 @@ class VirtualLayer(nn.Module):
         eye = torch.eye(channels, dtype=torch.float64)
         if kind == "bias":
             self.weight = nn.Parameter(torch.zeros(locations, channels, dtype=torch.float64))
-        elif kind == "scaling":
+        elif kind in ("scaling", "selective"):
             self.weight = nn.Parameter(torch.ones(locations, channels, dtype=torch.float64))
         elif kind == "conv1x1":
             self.weight = nn.Parameter(eye.repeat(locations, 1, 1))
@@ -86,7 +91,7 @@ class VirtualLayer(nn.Module):
         flat = a.flatten(2)  # (N, C, u)
         if self.kind == "bias":
             out = flat + self.weight.T
-        elif self.kind == "scaling":
+        elif self.kind in ("scaling", "selective"):
             out = flat * self.weight.T
         elif self.kind == "conv1x1":
             out = torch.einsum("uoc,ncu->nou", self.weight, flat)
@@ -96,7 +101,10 @@ class VirtualLayer(nn.Module):
         return out.view(n, c, h, w)
 
     def location_norms(self) -> torch.Tensor:
-        return self.weight.grad.flatten(1).norm(dim=1).view(self.h, self.w)
+        grad = self.weight.grad
+        if self.kind == "selective":  # Rebuffi et al.: only the positive part of the gradient
+            grad = grad.clamp(min=0)
+        return grad.flatten(1).norm(dim=1).view(self.h, self.w)
 
 
 def brute_force_normgrad(model, image, target, kind, layers) -> torch.Tensor:
@@ -134,7 +142,7 @@ def brute_force_normgrad(model, image, target, kind, layers) -> torch.Tensor:
     return product ** (1 / len(maps))
 
 
-@pytest.mark.parametrize("kind", ["bias", "scaling", "conv1x1", "conv3x3"])
+@pytest.mark.parametrize("kind", ["bias", "scaling", "selective", "conv1x1", "conv3x3"])
 @pytest.mark.parametrize(
     "layers", [["layer4.2"], ["layer2.0"], COMBINED_LAYERS], ids=["single", "layer2.0", "combined"]
 )
@@ -207,6 +215,60 @@ def test_gradcam_equals_pytorch_grad_cam(model, batch):
     assert_maps_close(ours, oracle)
 
 
+CAM_ORACLES = {  # family: pytorch-grad-cam's class
+    "gradcam-plusplus": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "hirescam": "HiResCAM",
+}
+RAW_TOLERANCE = 1e-7  # relative to the map's maximum: our maps are float32 (rounding ≤ 6e-8)
+
+
+def pytorch_grad_cam_raw(class_name, model, images, targets, layer) -> torch.Tensor:
+    """pytorch-grad-cam's map before its min-max scaling and resize: the activations and
+    gradients it captured itself, through its ``get_cam_image``, then the ReLU that its
+    ``compute_cam_per_layer`` applies."""
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    net = copy.deepcopy(model)  # the library accumulates parameter gradients
+    module = named_module(net, layer)
+    wanted = [ClassifierOutputTarget(int(t)) for t in targets]
+    with getattr(pytorch_grad_cam, class_name)(model=net, target_layers=[module]) as cam:
+        cam(input_tensor=images, targets=wanted)
+        (a,), (g,) = cam.activations_and_grads.activations, cam.activations_and_grads.gradients
+        raw = cam.get_cam_image(images, module, wanted, a.numpy(), g.numpy(), False)
+    return torch.from_numpy(np.maximum(raw, 0))
+
+
+def with_logits_scaled(model, factor: float):
+    """A copy whose logits are ``factor`` times the model's (the final layer scaled)."""
+    net = copy.deepcopy(model)
+    with torch.no_grad():
+        net.fc.weight *= factor
+        net.fc.bias *= factor
+    return net
+
+
+@pytest.mark.parametrize("family", CAM_ORACLES)
+@pytest.mark.parametrize("layer", ["layer4.2", "layer3.1"])
+def test_cam_family_equals_pytorch_grad_cam_raw(model, batch, family, layer):
+    """Raw maps, no scaling: ours against the library's layer map upsampled by the documented
+    rule (bilinear, align_corners=False). The library adds an ε where the definitions have
+    none (XGrad-CAM: 1e-7 next to Σ A_k, negligible; Grad-CAM++: 1e-6 next to G² ≈ 1e-5
+    here, which would change α by ~15%): for Grad-CAM++ the logits are scaled by 1e6 so that
+    its ε is negligible too (ours is the ε-free formula; a logit scale changes α)."""
+    images, targets = batch
+    if family == "gradcam-plusplus":
+        model = with_logits_scaled(model, 1e6)
+    ours = explain(model, images, targets, family, layer=layer)
+    raw = pytorch_grad_cam_raw(CAM_ORACLES[family], model, images, targets, layer)
+    oracle = upsample(raw, (SIZE, SIZE))
+    assert oracle.abs().max() > 0  # a map to compare, not zeros
+    difference = (ours.double() - oracle).abs().max() / oracle.abs().max()
+    assert difference <= RAW_TOLERANCE, difference
+
+
 def test_guided_backprop_equals_captum(model, batch):
     from captum.attr import GuidedBackprop
 
@@ -240,15 +302,19 @@ def test_guided_gradcam_equals_captum(model, batch):
 # --- the model is left as it was; errors ------------------------------------------------------
 
 
-def test_model_is_untouched(batch):
+def training_model() -> nn.Module:
     torch.manual_seed(2)
     net = build_model("resnet34").double()
     net.train()  # a model in training mode stays in training mode, statistics unchanged
+    return net
+
+
+def assert_left_as_it_was(net: nn.Module, run) -> None:
+    """``run(net)`` leaves ``net`` in training mode, with the same state, modules and
+    parameters, no hooks and no parameter gradients."""
     state = {k: v.clone() for k, v in net.state_dict().items()}
     modules = dict(net.named_modules())
-    images, targets = batch
-    for name in PRESETS:
-        explain(net, images, targets, name)
+    run(net)
     assert net.training and all(m.training for m in net.modules())
     assert dict(net.named_modules()) == modules
     for key, value in net.state_dict().items():
@@ -258,6 +324,50 @@ def test_model_is_untouched(batch):
         assert not module._forward_pre_hooks
     assert all(p.grad is None for p in net.parameters())
     assert all(p.requires_grad for p in net.parameters())
+
+
+def test_model_is_untouched(batch):
+    images, targets = batch
+
+    def run_presets(net):
+        for name in PRESETS:
+            explain(net, images, targets, name)
+
+    assert_left_as_it_was(training_model(), run_presets)
+
+
+# The families that run many passes, with few of them, for the generic test below.
+FEW_PASSES = {
+    "scorecam": {"layer": "layer1.0", "batch_size": 48},
+    "rise": {"n_masks": 6, "grid": 3, "batch_size": 4},
+    "integrated-gradients": {"n_steps": 3, "batch_size": 4},
+    "smoothgrad": {"n_samples": 3, "batch_size": 4},
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_leaves_the_model_untouched_and_returns_clean_logits(family):
+    """Whatever passes a family makes (probes, masked or noisy inputs), the model is left as it
+    was, the maps are (N, H, W) float32 and finite, and the logits are the model's on the
+    unperturbed images in evaluation mode (shards store the probability from them)."""
+    generator = torch.Generator().manual_seed(3)
+    images = torch.randn(2, 3, 32, 32, generator=generator, dtype=torch.float64)
+    targets = torch.tensor([1, 0])
+    result = {}
+
+    def run(net):
+        result["maps"], result["logits"] = explain_with_logits(
+            net, images, targets, family, **FEW_PASSES.get(family, {})
+        )
+
+    net = training_model()
+    assert_left_as_it_was(net, run)
+    maps, logits = result["maps"], result["logits"]
+    assert maps.shape == (2, 32, 32) and maps.dtype == torch.float32
+    assert torch.isfinite(maps).all()
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(logits, net(images), rtol=1e-12, atol=1e-12)
 
 
 def test_unknown_names_are_errors_listing_what_is_valid(model, batch):

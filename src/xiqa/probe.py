@@ -4,7 +4,8 @@ Forward hooks on named modules capture their outputs; ``torch.autograd.grad`` th
 target logits' gradients with respect to exactly those tensors (or the input). The model's
 parameters are swapped for detached copies for the duration of the pass (``functional_call``),
 so no parameter gradient is ever computed, and every hook is removed before returning: the model
-is left exactly as it was, mode included.
+is left exactly as it was, mode included. ``forward`` is the gradient-free sibling the
+perturbation methods use: evaluation mode, no autograd, the same capture of named outputs.
 """
 
 from __future__ import annotations
@@ -70,6 +71,49 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = mode
 
 
+def _capture(captured: dict[str, torch.Tensor], name: str, start_graph: bool):
+    """A forward hook keeping ``name``'s output in ``captured`` (with ``start_graph``, as a new
+    leaf that requires grad when it is the first one captured)."""
+
+    def hook(module, inputs, output):
+        if name in captured:
+            raise InputError(
+                f"layer {name!r} runs more than once per forward pass (a "
+                "shared module such as a block's ReLU); probe its block"
+            )
+        if start_graph and not captured:
+            output = output.detach().requires_grad_(True)  # the graph starts here
+        captured[name] = output
+        # Later in-place operations (torchvision's ReLU(inplace=True), residual +=) act on
+        # the copy, so the captured tensor keeps the module's output and its gradient.
+        return output.clone()
+
+    return hook
+
+
+def _check_ran(layers: list[str] | tuple[str, ...], captured: dict[str, torch.Tensor]) -> None:
+    missing = [name for name in layers if name not in captured]
+    if missing:
+        raise InputError(f"layers {missing} did not run in the forward pass")
+
+
+def forward(
+    model: nn.Module, images: torch.Tensor, layers: list[str] | tuple[str, ...] = ()
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One forward pass in evaluation mode without autograd: the logits (N, classes) and the
+    outputs of the modules named in ``layers``. Hooks are removed and the mode restored."""
+    modules = [named_module(model, name) for name in layers]  # all known before any hook
+    captured: dict[str, torch.Tensor] = {}
+    handles = [
+        module.register_forward_hook(_capture(captured, name, start_graph=False))
+        for name, module in zip(layers, modules, strict=True)
+    ]
+    with _hooks(handles), _eval_mode(model), torch.no_grad():
+        logits = model(images)
+    _check_ran(layers, captured)
+    return logits, [captured[name] for name in layers]
+
+
 def probe(
     model: nn.Module,
     images: torch.Tensor,
@@ -88,28 +132,12 @@ def probe(
     """
     if not layers and not input_gradient:
         raise ValueError("probe needs layers or input_gradient")
-    modules = [named_module(model, name) for name in layers]
+    modules = [named_module(model, name) for name in layers]  # all known before any hook
     captured: dict[str, torch.Tensor] = {}
-    handles = []
-
-    def capture(name: str):
-        def hook(module, inputs, output):
-            if name in captured:
-                raise InputError(
-                    f"layer {name!r} runs more than once per forward pass (a "
-                    "shared module such as a block's ReLU); probe its block"
-                )
-            if not input_gradient and not captured:
-                output = output.detach().requires_grad_(True)  # the graph starts here
-            captured[name] = output
-            # Later in-place operations (torchvision's ReLU(inplace=True), residual +=) act on
-            # the copy, so the captured tensor keeps the module's output and its gradient.
-            return output.clone()
-
-        return hook
-
-    for name, module in zip(layers, modules, strict=True):
-        handles.append(module.register_forward_hook(capture(name)))
+    handles = [
+        module.register_forward_hook(_capture(captured, name, start_graph=not input_gradient))
+        for name, module in zip(layers, modules, strict=True)
+    ]
     if guided:
         relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
         handles += [m.register_forward_hook(lambda m, i, o: _GuidedReLU.apply(o)) for m in relus]
@@ -119,9 +147,7 @@ def probe(
     x = images.detach().requires_grad_(input_gradient)
     with _hooks(handles), _eval_mode(model), torch.enable_grad():
         logits = torch.func.functional_call(model, detached, (x,))
-        missing = [name for name in layers if name not in captured]
-        if missing:
-            raise InputError(f"layers {missing} did not run in the forward pass")
+        _check_ran(layers, captured)
         # (clone: targets made under inference_mode cannot be saved for backward)
         score = logits.gather(1, targets.reshape(-1, 1).to(logits.device).clone()).sum()
         wanted = [captured[name] for name in layers] + ([x] if input_gradient else [])
