@@ -248,10 +248,13 @@ def energy_markdown(rows: list[dict[str, Any]], splits: list[str]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * len(splits)]
     for row in rows:
         cells = [row["method"], row["layer_type"], row["heatmap"]]
-        cells += [
-            f"{_fmt(row[f'{s}_energy'])} [{_fmt(row[f'{s}_ci_low'])}, {_fmt(row[f'{s}_ci_high'])}]"
-            for s in splits
-        ]
+        for split in splits:
+            n = max(r[f"{split}_n"] for r in rows)
+            fewer = f" (n = {row[f'{split}_n']})" if row[f"{split}_n"] != n else ""
+            cells.append(
+                f"{_fmt(row[f'{split}_energy'])} [{_fmt(row[f'{split}_ci_low'])}, "
+                f"{_fmt(row[f'{split}_ci_high'])}]{fewer}"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     uniform = ", ".join(f"{s} {_fmt(rows[0][f'{s}_box_share'])}" for s in splits) if rows else ""
     no_mass = sum(row[f"{s}_no_mass"] for row in rows for s in splits)
@@ -260,7 +263,7 @@ def energy_markdown(rows: list[dict[str, Any]], splits: list[str]) -> str:
         "map's positive mass (negative values count as zero) on the pixels of the image's boxes, "
         "each pixel once, with 95% percentile-bootstrap intervals (2000 resamples). A uniform "
         f"map scores the boxes' area share: {uniform}."
-        + (f" {no_mass} maps without positive mass are left out." if no_mass else "")
+        + (f" {no_mass} maps without positive mass are left out (n per row)." if no_mass else "")
         + "\n"
     )
     return "\n".join(lines) + "\n" + notes
