@@ -244,6 +244,9 @@ def test_pointing_command_scores_every_map(tiny_caches, tmp_path):
     assert [r["image_name"] for r in rows] == positives
     counted = [r for r in rows if r["counted"] == "1"]
     assert counted and all(r["hit"] == "1" and r["n_ties"] == "1" for r in counted)
+    # A one-pixel map has all its mass at the peak: energy 1 on a box pixel, else 0.
+    assert [float(r["energy"]) for r in counted] == [float(r["distance"] == "0.0") for r in counted]
+    assert all(r["energy"] == r["box_share"] == "" for r in rows if r["counted"] == "0")
     corner = _shards(tiny_caches["val"], tmp_path, lambda i: (0, 0), method="corner")
     run_cli("pointing", "--images", tiny_caches["val"], "--tau", 3, "--out", out, *corner)
     with open(out, newline="") as f:
@@ -371,3 +374,23 @@ def test_curve_at_each_tau_is_the_table_at_that_tau(tiny_caches, tmp_path):
         assert curve[tau]["hits"] == sum(at_tau.hits.values()), tau
         assert curve[tau]["accuracy"] == at_tau.accuracy and curve[tau]["n"] == at_tau.n
     assert curve[100.0]["accuracy"] == 1.0 and curve[0.5]["accuracy"] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("factors", "message"),
+    [("1,x", "--curve-factors '1,x': not numbers"), ("1,0", "0 is not a positive multiple")],
+)
+def test_aggregate_refuses_bad_curve_factors(tmp_path, factors, message):
+    result = run_cli(
+        "aggregate",
+        "--results",
+        tmp_path,
+        "--methods",
+        '{"gradcam": {"family": "gradcam"}}',
+        "--tau",
+        6,
+        "--curve-factors",
+        factors,
+    )
+    assert_one_line_error(result, message)
+    assert not list(tmp_path.iterdir())
