@@ -1,4 +1,5 @@
-"""The pointing game by hand-worked cases, the statistics by hand, and xiqa pointing/aggregate."""
+"""The pointing game and the energy-based pointing game by hand-worked cases, the statistics by
+hand, the pointing curve against the table, and xiqa pointing/aggregate."""
 
 from __future__ import annotations
 
@@ -8,11 +9,30 @@ import math
 import numpy as np
 import pytest
 
-from xiqa.aggregate import pointing_latex, pointing_markdown, pointing_table
+from xiqa.aggregate import (
+    MethodResult,
+    curve_taus,
+    energy_markdown,
+    energy_table,
+    pointing_curve,
+    pointing_latex,
+    pointing_markdown,
+    pointing_table,
+    read_pointing,
+    read_scores,
+)
 from xiqa.cache import load_cache
-from xiqa.pointing import POINTING_COLUMNS, peak, pointing_hit
+from xiqa.errors import InputError
+from xiqa.pointing import (
+    POINTING_COLUMNS,
+    box_distances,
+    box_mask,
+    energy_share,
+    peak,
+    pointing_hit,
+)
 from xiqa.shards import images_digest, write_shard
-from xiqa.stats import mcnemar_exact, wilson_interval
+from xiqa.stats import bootstrap_mean_ci, mcnemar_exact, wilson_interval
 
 from conftest import assert_one_line_error, run_cli
 
@@ -75,6 +95,85 @@ def test_several_boxes_take_the_nearest():
 def test_negative_image_has_nothing_to_point_at():
     hit, *_, distance = pointing_hit(_map_with_peak(5, 5), np.zeros((0, 4)), 25)
     assert not hit and distance == math.inf
+
+
+# --- the energy-based pointing game ----------------------------------------------------------
+
+ENERGY_MAP = np.array(
+    [
+        [0, 1, 2, 0, 0],
+        [0, 3, 4, 1, 0],
+        [0, 0, 5, -2, 0],
+        [1, 0, 0, 0, 6],
+    ],
+    dtype=np.float32,
+)  # positive mass 23 (the -2 counts as 0)
+
+
+def test_energy_share_by_hand():
+    a = [1, 0, 3, 2]  # columns 1-2, rows 0-1: 1 + 2 + 3 + 4 = 10
+    assert energy_share(ENERGY_MAP, [a]) == pytest.approx(10 / 23)
+    # Columns int(2.9) = 2 to 3 (4.2 -> 4 excluded), rows 1-2: 4 + 1 + 5 + 0 (the -2).
+    b = [2.9, 1.5, 4.2, 3.0]
+    assert energy_share(ENERGY_MAP, [b]) == pytest.approx(10 / 23)
+    # The union counts the shared pixel (2, 1) = 4 once: 10 + 1 + 5 = 16, not 20.
+    assert energy_share(ENERGY_MAP, [a, b]) == pytest.approx(16 / 23)
+    # Partly outside the map: columns 4-6 and rows 3-8 leave only pixel (4, 3) = 6.
+    c = [4.5, 3.9, 7.0, 9.0]
+    assert energy_share(ENERGY_MAP, [a, b, c]) == pytest.approx(22 / 23)
+    # A box truncating to zero width adds nothing; the whole map holds all the mass.
+    assert energy_share(ENERGY_MAP, [a, [0.2, 0, 0.9, 4]]) == pytest.approx(10 / 23)
+    assert energy_share(ENERGY_MAP, [[0, 0, 5, 4]]) == 1.0
+    # At the border: x1 = 5 = W and y1 = 4 = H include the last column and row.
+    assert energy_share(ENERGY_MAP, [[4, 3, 5, 4]]) == pytest.approx(6 / 23)
+    # A uniform map scores the boxes' area share; no positive mass: no share.
+    assert energy_share(np.ones((4, 5)), [a]) == pytest.approx(4 / 20)
+    assert math.isnan(energy_share(-np.ones((4, 5)), [a]))
+    assert math.isnan(energy_share(np.zeros((4, 5)), [a]))
+    assert energy_share(ENERGY_MAP, np.zeros((0, 4))) == 0.0
+
+
+def test_box_mask_holds_the_pixels_at_distance_zero():
+    rng = np.random.default_rng(0)
+    height, width = 20, 30
+    for _ in range(20):
+        corners = rng.uniform(-8, 38, (3, 2, 2))  # some boxes partly or wholly outside
+        boxes = np.concatenate([corners.min(1), corners.max(1)], axis=1)
+        boxes = np.vstack([boxes, [4.2, 5.0, 4.9, 9.0]])  # no columns: no pixels
+        mask = box_mask(boxes, (height, width))
+        at_zero = np.array(
+            [[box_distances(x, y, boxes).min() == 0 for x in range(width)] for y in range(height)]
+        )
+        assert np.array_equal(mask, at_zero)
+
+
+def test_bootstrap_interval_of_a_mean():
+    assert bootstrap_mean_ci([0.3] * 10) == pytest.approx((0.3, 0.3), abs=1e-15)
+    assert all(math.isnan(v) for v in bootstrap_mean_ci([]))
+    # Half zeros, half ones, n = 400: mean 0.5, standard error 0.025; the percentile interval
+    # is close to 0.5 -/+ 1.96 * 0.025 = (0.451, 0.549).
+    low, high = bootstrap_mean_ci([0.0, 1.0] * 200)
+    assert low == pytest.approx(0.451, abs=0.006) and high == pytest.approx(0.549, abs=0.006)
+    assert bootstrap_mean_ci([0.0, 1.0] * 200) == (low, high)  # seeded
+    low, high = bootstrap_mean_ci([0.0, 0.0, 0.0, 1.0])
+    assert 0.0 <= low < 0.25 < high <= 1.0
+
+
+def test_energy_table_by_hand():
+    scores = {
+        ("gradcam", "test"): MethodResult(
+            hits={"a": 1, "b": 0, "c": 0},
+            energy={"a": 0.2, "b": 0.4, "c": math.nan},
+            box_share={"a": 0.01, "b": 0.02, "c": 0.06},
+        )
+    }
+    (row,) = energy_table(scores, {"gradcam": {"family": "gradcam"}}, ["test"])
+    assert row["test_energy"] == pytest.approx(0.3) and row["test_n"] == 2
+    assert row["test_no_mass"] == 1 and row["test_box_share"] == pytest.approx(0.03)
+    assert (row["test_ci_low"], row["test_ci_high"]) == bootstrap_mean_ci([0.2, 0.4])
+    markdown = energy_markdown([row], ["test"])
+    assert "| Grad-CAM | – | – | 0.300 [0.200, 0.400] |" in markdown
+    assert "area share: test 0.030" in markdown and "1 maps without positive mass" in markdown
 
 
 def test_wilson_interval_by_hand():
@@ -145,6 +244,9 @@ def test_pointing_command_scores_every_map(tiny_caches, tmp_path):
     assert [r["image_name"] for r in rows] == positives
     counted = [r for r in rows if r["counted"] == "1"]
     assert counted and all(r["hit"] == "1" and r["n_ties"] == "1" for r in counted)
+    # A one-pixel map has all its mass at the peak: energy 1 on a box pixel, else 0.
+    assert [float(r["energy"]) for r in counted] == [float(r["distance"] == "0.0") for r in counted]
+    assert all(r["energy"] == r["box_share"] == "" for r in rows if r["counted"] == "0")
     corner = _shards(tiny_caches["val"], tmp_path, lambda i: (0, 0), method="corner")
     run_cli("pointing", "--images", tiny_caches["val"], "--tau", 3, "--out", out, *corner)
     with open(out, newline="") as f:
@@ -192,7 +294,9 @@ def _pointing_csv(path, hits):
         writer = csv.writer(f)
         writer.writerow(POINTING_COLUMNS)
         for k, hit in enumerate(hits):
-            writer.writerow([f"{k}.jpg", 0, 0, 2 if k == 0 else 1, 1.0, hit, 1, 0.9, 1, 1])
+            distance = 1.0 if hit else 30.0
+            ties = 2 if k == 0 else 1
+            writer.writerow([f"{k}.jpg", 0, 0, ties, distance, hit, 1, 0.9, 1, 1, 0.5, 0.1])
 
 
 def test_pointing_table_statistics(tmp_path):
@@ -211,7 +315,8 @@ def test_pointing_table_statistics(tmp_path):
         },
         "gradcam": {"family": "gradcam", "layer": "layer4.2"},
     }
-    rows = pointing_table(tmp_path, methods, ["val", "test"], paper=True)
+    scores = read_scores(tmp_path, methods, ["val", "test"])
+    rows = pointing_table(scores, methods, ["val", "test"], paper=True)
     ng, gc = rows
     assert (ng["method"], ng["layer_type"], ng["heatmap"]) == ("NormGrad", "conv1x1", "single")
     assert ng["val_accuracy"] == 0.8 and ng["val_n"] == 10 and ng["val_p_vs_best"] == ""
@@ -226,5 +331,66 @@ def test_pointing_table_statistics(tmp_path):
     latex = pointing_latex(rows, ["val", "test"], 25)
     assert r"\begin{tabular}{lllrrrr}" in latex and latex.count(r"\\") == 3  # header and two rows
     assert latex.count("{") == latex.count("}")
-    not_paper = pointing_table(tmp_path, methods, ["val", "test"], paper=False)
+    not_paper = pointing_table(scores, methods, ["val", "test"], paper=False)
     assert not_paper[0]["val_paper"] == ""
+
+
+def test_old_pointing_csv_asks_for_a_rerun(tmp_path):
+    path = tmp_path / "old.csv"
+    path.write_text("image_name,peak_x,peak_y,n_ties,distance,hit,label,prob,counted,n_boxes\n")
+    with pytest.raises(InputError, match="no column energy, box_share.*rerun xiqa pointing"):
+        read_pointing(path)
+
+
+# --- the pointing curve ----------------------------------------------------------------------
+
+
+def test_curve_taus_always_hold_tau():
+    assert curve_taus(6, [0.5, 1, 2]) == [3, 6, 12]
+    assert curve_taus(0.3, [1 / 3, 2]) == [0.3 * (1 / 3), 0.3, 0.6]  # tau is on the curve
+    with pytest.raises(InputError, match="-1 is not a positive multiple"):
+        curve_taus(6, [1, -1])
+
+
+def test_curve_at_each_tau_is_the_table_at_that_tau(tiny_caches, tmp_path):
+    """The curve re-thresholds the stored distances; the table's hits come from xiqa pointing
+    run at that tau. They agree exactly, also at tolerances equal to a peak's distance (a miss:
+    the rule is strict), which a rounded distance would get wrong."""
+    shards = _shards(tiny_caches["val"], tmp_path, lambda i: ((7 * i) % 32, (11 * i + 3) % 32))
+    stored = tmp_path / "stored.csv"
+    run_cli("pointing", "--images", tiny_caches["val"], "--tau", 3, "--out", stored, *shards)
+    result = read_pointing(stored)
+    distances = sorted(set(result.distance.values()))
+    assert any(round(d, 4) < d for d in distances)  # the sensitive case is present
+    assert any(d == int(d) > 0 for d in distances)  # and an exact whole-pixel distance
+    taus = [*distances, *(d + 1e-9 for d in distances), 0.5, 100.0]
+    curve = {row["tau"]: row for row in pointing_curve({("m", "val"): result}, taus, 3)}
+    for tau in taus:
+        table = tmp_path / "at-tau.csv"
+        run_cli(
+            "pointing", "--images", tiny_caches["val"], "--tau", repr(tau), "--out", table, *shards
+        )
+        at_tau = read_pointing(table)
+        assert curve[tau]["hits"] == sum(at_tau.hits.values()), tau
+        assert curve[tau]["accuracy"] == at_tau.accuracy and curve[tau]["n"] == at_tau.n
+    assert curve[100.0]["accuracy"] == 1.0 and curve[0.5]["accuracy"] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("factors", "message"),
+    [("1,x", "--curve-factors '1,x': not numbers"), ("1,0", "0 is not a positive multiple")],
+)
+def test_aggregate_refuses_bad_curve_factors(tmp_path, factors, message):
+    result = run_cli(
+        "aggregate",
+        "--results",
+        tmp_path,
+        "--methods",
+        '{"gradcam": {"family": "gradcam"}}',
+        "--tau",
+        6,
+        "--curve-factors",
+        factors,
+    )
+    assert_one_line_error(result, message)
+    assert not list(tmp_path.iterdir())

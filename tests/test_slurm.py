@@ -21,6 +21,7 @@ synthetic: {n_train: 16, n_dev: 8, n_test: 8, seed: 2}
 image_size: 32
 train: {epochs: 1, batch_size: 8}
 n_shards: 1
+sanity: {n_images: 2, stages: all}
 """
 
 pytestmark = pytest.mark.skipif(
@@ -67,10 +68,10 @@ def test_tiny_workflow_completes_through_sbatch(tmp_path):
         log = result.stdout + result.stderr
         assert result.returncode == 0, log[-4000:]
     # Every job but the local aggregate went through sbatch: synth, split, 3 prepare, train,
-    # 2 predict, 4 saliency and 4 pointing.
-    assert log.count("has been submitted with SLURM jobid") == 16, log[-4000:]
+    # 2 predict, 4 saliency, 4 pointing and 2 sanity.
+    assert log.count("has been submitted with SLURM jobid") == 18, log[-4000:]
     blocks = {block.split(":", 1)[0]: block for block in log.split("\nrule ")[1:]}
-    for rule in ("train", "saliency"):
+    for rule in ("train", "saliency", "sanity"):
         assert "slurm_partition=your-gpu-partition" in blocks[rule], blocks[rule]
         assert "gpu=1" in blocks[rule], blocks[rule]
     results = work / "results"

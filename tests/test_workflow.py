@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -20,13 +21,15 @@ TINY = """
 synthetic: {n_train: 16, n_dev: 8, n_test: 8, seed: 2}
 image_size: 32
 train: {epochs: 1, batch_size: 8}
+sanity: {n_images: 2, stages: all}
 """
+METHODS = ("normgrad-conv1x1-single", "normgrad-conv1x1-combined", "gradcam")
 
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A fresh copy of the workflow files, with three of the demo's twelve methods."""
-    copy_workflow(tmp_path, ("normgrad-conv1x1-single", "normgrad-conv1x1-combined", "gradcam"))
+    copy_workflow(tmp_path, METHODS)
     (tmp_path / "tiny.yaml").write_text(TINY)
     return tmp_path
 
@@ -59,19 +62,43 @@ def test_demo_workflow_trains_and_predicts(workdir):
         lines = (results / "predictions" / f"{split}.csv").read_text().splitlines()
         assert lines[0] == "image_name,label,prob" and len(lines) == 9
         assert json.loads((results / "predictions" / f"{split}.json").read_text())["n"] == 8
-        for method in ("normgrad-conv1x1-single", "normgrad-conv1x1-combined", "gradcam"):
+        for method in METHODS:
             assert len(list((results / "saliency" / method / split).glob("*.h5"))) == 2
             assert (results / "pointing" / method / f"{split}.csv").exists()
     table = (results / "tables" / "pointing_game.md").read_text()
     assert table.count("| NormGrad |") == 2 and "| Grad-CAM |" in table
-    for name in ("examples", "failures", "misclassified", "pointing_accuracy", "roc"):
+    for name in (
+        "examples",
+        "failures",
+        "misclassified",
+        "pointing_accuracy",
+        "roc",
+        "pointing_curve",
+        "sanity_randomisation",
+    ):
         assert (results / "figures" / f"{name}.png").stat().st_size > 1000
+        assert (results / "figures" / f"{name}.pdf").stat().st_size > 1000
+    # The pointing curve at the config's tau (6) is the table's accuracy.
+    game = {r["name"]: r for r in _csv(results / "tables" / "pointing_game.csv")}
+    curve = [r for r in _csv(results / "tables" / "pointing_curve.csv") if float(r["tau"]) == 6]
+    assert len(curve) == 2 * len(METHODS)
+    for row in curve:
+        assert row["accuracy"] == game[row["name"]][f"{row['split']}_accuracy"], row
+    energy = (results / "tables" / "energy_pointing.md").read_text()
+    assert energy.count("| NormGrad |") == 2 and "area share" in energy
+    # One randomisation test per method: every stage of ResNet-18, two images each.
+    for method in METHODS:
+        rows = _csv(results / "sanity" / f"{method}.csv")
+        assert len(rows) == 2 * 12 and rows[0]["stage"] == "none"
+    stages = _csv(results / "tables" / "sanity_randomisation.csv")
+    assert len(stages) == 12 * len(METHODS) and stages[-1]["stage"] == "conv1"
     again = snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
     report = snakemake(workdir, "--configfile", "tiny.yaml", "--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
-    assert "pointing_accuracy.png" in (results / "report.html").read_text(errors="replace")
+    html = (results / "report.html").read_text(errors="replace")
+    assert "pointing_accuracy.png" in html and "sanity_randomisation.png" in html
 
     # A new method schedules only its own saliency and pointing jobs, and the aggregation.
     with open(workdir / "tiny.yaml", "a") as f:
@@ -82,10 +109,16 @@ def test_demo_workflow_trains_and_predicts(workdir):
     assert counts == {
         "saliency": "4",
         "pointing": "2",
+        "sanity": "1",
         "aggregate": "1",
         "all": "1",
-        "total": "8",
+        "total": "9",
     }, added.stdout
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def test_bad_config_is_refused_before_any_job(workdir):
@@ -97,6 +130,13 @@ def test_bad_config_is_refused_before_any_job(workdir):
     result = snakemake(workdir, "--configfile", "bad.yaml", "--dry-run")
     assert result.returncode != 0
     assert "'imagesize' was unexpected" in result.stdout + result.stderr
+    (workdir / "bad.yaml").write_text("pointing: {curve_factors: [1, 0]}\n")
+    result = snakemake(workdir, "--configfile", "bad.yaml", "--dry-run")
+    assert result.returncode != 0
+    assert "instance['pointing']['curve_factors'][1]" in result.stdout + result.stderr
+    (workdir / "bad.yaml").write_text("sanity: {n_images: 0}\n")
+    result = snakemake(workdir, "--configfile", "bad.yaml", "--dry-run")
+    assert result.returncode != 0 and "n_images" in result.stdout + result.stderr
     assert not (workdir / "results").exists()
 
 

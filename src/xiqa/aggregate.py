@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ import numpy as np
 
 from xiqa.errors import InputError
 from xiqa.io import atomic_output, staged_outputs
+from xiqa.pointing import POINTING_COLUMNS
 from xiqa.predict import classification_metrics
 from xiqa.saliency import PRESETS
-from xiqa.stats import mcnemar_exact, wilson_interval
+from xiqa.sanity import read_sanity, summarise
+from xiqa.stats import bootstrap_mean_ci, mcnemar_exact, wilson_interval
 
 # PROTOCOL.md §5: the paper's Table 2 (tau = 25 at 600x600). Guided Grad-CAM's test value is
 # garbled in the published text (about 0.33) and left out.
@@ -38,6 +41,8 @@ PAPER_TABLE = {
     "guided-gradcam": (0.348, None),
     "gradcam": (0.684, 0.656),
 }
+# The pointing curve's tolerances as multiples of tau: 0.25 tau to 4 tau in steps of 0.25.
+DEFAULT_CURVE_FACTORS = tuple(k / 4 for k in range(1, 17))
 FAMILY_LABELS = {
     "normgrad": "NormGrad",
     "gradcam": "Grad-CAM",
@@ -49,9 +54,13 @@ FAMILY_LABELS = {
 
 @dataclass
 class MethodResult:
-    """One method's pointing results on one split."""
+    """One method's pointing results on one split, over the counted images (those with a box
+    pixel)."""
 
-    hits: dict[str, int] = field(default_factory=dict)  # image name -> 0/1, counted images only
+    hits: dict[str, int] = field(default_factory=dict)  # image name -> 0/1
+    distance: dict[str, float] = field(default_factory=dict)  # peak to nearest box pixel
+    energy: dict[str, float] = field(default_factory=dict)  # NaN: no positive mass
+    box_share: dict[str, float] = field(default_factory=dict)  # the boxes' area share
     tied: int = 0  # maps whose maximum is shared by several pixels
 
     @property
@@ -66,18 +75,41 @@ class MethodResult:
 def read_pointing(path: Path) -> MethodResult:
     try:
         with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            missing = [c for c in POINTING_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(
+                    f"{path}: not a pointing CSV of this xiqa version (no column "
+                    f"{', '.join(missing)}); rerun xiqa pointing (snakemake --forcerun pointing)"
+                )
+            rows = list(reader)
     except FileNotFoundError:
         raise InputError(f"{path}: pointing results not found") from None
     result = MethodResult()
-    for row in rows:
+    for line, row in enumerate(rows, start=2):
+        if row["counted"] != "1":
+            continue
+        name = row["image_name"]
         try:
-            if row["counted"] == "1":
-                result.hits[row["image_name"]] = int(row["hit"])
-                result.tied += int(row["n_ties"]) > 1
-        except (KeyError, ValueError):
-            raise InputError(f"{path}: not an xiqa pointing CSV (row {row})") from None
+            result.hits[name] = int(row["hit"])
+            result.distance[name] = float(row["distance"])
+            result.energy[name] = float(row["energy"]) if row["energy"] else math.nan
+            result.box_share[name] = float(row["box_share"])
+            result.tied += int(row["n_ties"]) > 1
+        except ValueError:
+            raise InputError(f"{path}: line {line}: not an xiqa pointing row") from None
     return result
+
+
+def read_scores(
+    results: Path, methods: dict[str, Any], splits: list[str]
+) -> dict[tuple[str, str], MethodResult]:
+    """Every method's pointing results per split, from ``results/pointing/{method}/{split}.csv``."""
+    return {
+        (m, s): read_pointing(results / "pointing" / m / f"{s}.csv")
+        for m in methods
+        for s in splits
+    }
 
 
 def describe(entry: dict[str, Any]) -> tuple[str, str, str]:
@@ -94,15 +126,13 @@ def describe(entry: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def pointing_table(
-    results: Path, methods: dict[str, dict[str, Any]], splits: list[str], paper: bool
+    scores: dict[tuple[str, str], MethodResult],
+    methods: dict[str, dict[str, Any]],
+    splits: list[str],
+    paper: bool,
 ) -> list[dict[str, Any]]:
     """Rows of the pointing table: accuracy, n, Wilson 95% CI, exact McNemar p against the best
     NormGrad method of the split (on the same images), share of tied peaks, paper value."""
-    scores = {
-        (m, s): read_pointing(results / "pointing" / m / f"{s}.csv")
-        for m in methods
-        for s in splits
-    }
     best = {}
     for split in splits:
         normgrad = [m for m in methods if methods[m]["family"] == "normgrad"]
@@ -140,6 +170,103 @@ def pointing_table(
             )
         rows.append(row)
     return rows
+
+
+def curve_taus(tau: float, factors: Sequence[float]) -> list[float]:
+    """The pointing curve's tolerances: tau times each factor, and tau itself, ascending."""
+    bad = [f for f in factors if not (math.isfinite(f) and f > 0)]
+    if bad:
+        raise InputError(f"--curve-factors: {bad[0]:g} is not a positive multiple of tau")
+    return sorted({tau * f for f in factors} | {tau})
+
+
+def pointing_curve(
+    scores: dict[tuple[str, str], MethodResult], taus: list[float], tau: float
+) -> list[dict[str, Any]]:
+    """Pointing accuracy at each tolerance, re-thresholding the stored peak-to-box distances
+    with the rule of the table (distance < tau, strict); at ``tau`` it is the table's value."""
+    rows = []
+    for (name, split), result in scores.items():
+        distances = np.array(list(result.distance.values()))
+        for t in taus:
+            hits = int(np.count_nonzero(distances < t))
+            low, high = wilson_interval(hits, result.n)
+            rows.append(
+                {
+                    "name": name,
+                    "split": split,
+                    "tau": t,
+                    "tau_factor": t / tau,
+                    "hits": hits,
+                    "n": result.n,
+                    "accuracy": hits / result.n if result.n else math.nan,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+    return rows
+
+
+def energy_table(
+    scores: dict[tuple[str, str], MethodResult],
+    methods: dict[str, dict[str, Any]],
+    splits: list[str],
+) -> list[dict[str, Any]]:
+    """Rows of the energy-based pointing table: per split, the mean share of map mass on box
+    pixels with its 95% percentile-bootstrap interval, over the maps with positive mass (n);
+    the maps without (no_mass); and the mean box area share, which a uniform map would score."""
+    rows = []
+    for name, entry in methods.items():
+        method, layer_type, heatmap = describe(entry)
+        row = {"name": name, "method": method, "layer_type": layer_type, "heatmap": heatmap}
+        for split in splits:
+            result = scores[name, split]
+            energy = np.array(list(result.energy.values()))
+            defined = energy[np.isfinite(energy)]
+            low, high = bootstrap_mean_ci(defined)
+            row.update(
+                {
+                    f"{split}_energy": float(defined.mean()) if len(defined) else math.nan,
+                    f"{split}_ci_low": low,
+                    f"{split}_ci_high": high,
+                    f"{split}_n": len(defined),
+                    f"{split}_no_mass": len(energy) - len(defined),
+                    f"{split}_box_share": (
+                        float(np.mean(list(result.box_share.values()))) if result.n else math.nan
+                    ),
+                }
+            )
+        rows.append(row)
+    return rows
+
+
+def energy_markdown(rows: list[dict[str, Any]], splits: list[str]) -> str:
+    header = ["Method", "Layer type", "Heat-map"]
+    for split in splits:
+        n = max((row[f"{split}_n"] for row in rows), default=0)
+        header.append(f"{split} energy share [95% CI] (n = {n})")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * len(splits)]
+    for row in rows:
+        cells = [row["method"], row["layer_type"], row["heatmap"]]
+        for split in splits:
+            n = max(r[f"{split}_n"] for r in rows)
+            fewer = f" (n = {row[f'{split}_n']})" if row[f"{split}_n"] != n else ""
+            cells.append(
+                f"{_fmt(row[f'{split}_energy'])} [{_fmt(row[f'{split}_ci_low'])}, "
+                f"{_fmt(row[f'{split}_ci_high'])}]{fewer}"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    uniform = ", ".join(f"{s} {_fmt(rows[0][f'{s}_box_share'])}" for s in splits) if rows else ""
+    no_mass = sum(row[f"{s}_no_mass"] for row in rows for s in splits)
+    notes = (
+        "\nEnergy-based pointing game (Wang et al., Score-CAM, 2020): the mean share of each "
+        "map's positive mass (negative values count as zero) on the pixels of the image's boxes, "
+        "each pixel once, with 95% percentile-bootstrap intervals (2000 resamples). A uniform "
+        f"map scores the boxes' area share: {uniform}."
+        + (f" {no_mass} maps without positive mass are left out (n per row)." if no_mass else "")
+        + "\n"
+    )
+    return "\n".join(lines) + "\n" + notes
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -292,15 +419,23 @@ def aggregate(
     splits: list[str],
     tau: float,
     paper: bool = False,
+    curve_factors: Sequence[float] = DEFAULT_CURVE_FACTORS,
 ) -> None:
-    """Write results/tables/pointing_game.{csv,md,tex}, classification.{csv,md} and the
-    figures under results/figures."""
-    from xiqa.figures import make_figures
+    """Write under results/tables: pointing_game.{csv,md,tex}, pointing_curve.csv,
+    energy_pointing.{csv,md}, classification.{csv,md} and sanity_randomisation.csv (from
+    results/sanity/{method}.csv); and the figures under results/figures."""
+    from xiqa.figures import make_figures, pointing_curve_figure, sanity_figure
 
     results = Path(results)
     if not methods:
         raise InputError("no methods to aggregate")
-    rows = pointing_table(results, methods, splits, paper)
+    taus = curve_taus(tau, curve_factors)
+    scores = read_scores(results, methods, splits)
+    sanity = {m: read_sanity(results / "sanity" / f"{m}.csv") for m in methods}
+    rows = pointing_table(scores, methods, splits, paper)
+    curve = pointing_curve(scores, taus, tau)
+    energy = energy_table(scores, methods, splits)
+    sanity_rows = sanity_table(sanity)
     auc_rows, curves = classification_table(results, splits)
     lines = ["| split | n | positives | AUC [95% bootstrap CI] |", "|---|---:|---:|---|"]
     lines += [
@@ -309,10 +444,26 @@ def aggregate(
         for r in auc_rows
     ]
     with staged_outputs(results) as stage:  # all tables and figures, or none
-        tables = stage / "tables"
+        tables, figures = stage / "tables", stage / "figures"
         _write_csv(tables / "pointing_game.csv", rows)
         _write_text(tables / "pointing_game.md", pointing_markdown(rows, splits, tau))
         _write_text(tables / "pointing_game.tex", pointing_latex(rows, splits, tau))
+        _write_csv(tables / "pointing_curve.csv", curve)
+        _write_csv(tables / "energy_pointing.csv", energy)
+        _write_text(tables / "energy_pointing.md", energy_markdown(energy, splits))
+        _write_csv(tables / "sanity_randomisation.csv", sanity_rows)
         _write_csv(tables / "classification.csv", auc_rows)
         _write_text(tables / "classification.md", "\n".join(lines) + "\n")
-        make_figures(results, methods, splits, rows, curves, tau, stage / "figures")
+        make_figures(results, methods, splits, rows, curves, tau, figures)
+        pointing_curve_figure(figures, curve, splits, tau)
+        sanity_figure(figures, sanity_rows)
+
+
+def sanity_table(sanity: dict[str, list[tuple[str, np.ndarray]]]) -> list[dict[str, Any]]:
+    """Per method and stage of the randomisation cascade: the Spearman correlations' mean, SD
+    and number of images where it is defined."""
+    return [
+        {"name": name, "stage_index": index, "stage": stage, **summarise(correlations)}
+        for name, stages in sanity.items()
+        for index, (stage, correlations) in enumerate(stages)
+    ]

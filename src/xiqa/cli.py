@@ -316,6 +316,74 @@ def saliency(
 
 
 @main.command()
+@_model_and_images
+@_method_options("recorded in the output")
+@click.option(
+    "--n-images",
+    type=int,
+    required=True,
+    help="Positive images of the cache to explain, drawn with --seed.",
+)
+@click.option(
+    "--stages",
+    default=None,
+    help="Comma-separated stages at which to compare maps (default: every stage of the model, "
+    "from the output down: fc, the last block, ..., conv1).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seeds the choice of images and the re-initialised weights.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV: method, stage_index, stage, image_name, spearman.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@_device_option
+def sanity(
+    model_path: Path,
+    images: Path,
+    method: str,
+    params: dict | None,
+    n_images: int,
+    stages: str | None,
+    seed: int,
+    out: Path,
+    batch_size: int,
+    device: str,
+) -> None:
+    """Model-parameter randomisation test (Adebayo et al. 2018) of one saliency method: the
+    Spearman correlation of |maps| between the trained model and copies randomised from the
+    output down, stage by stage."""
+    from xiqa.sanity import run_sanity, summarise
+
+    results = run_sanity(
+        model_path,
+        images,
+        method,
+        out,
+        n_images,
+        params=params,
+        stages=None if stages is None else [s for s in stages.split(",") if s],
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+    )
+    stage, correlations = results[-1]
+    summary = summarise(correlations)
+    click.echo(
+        f"{method}: Spearman {summary['mean']:.3f} ± {summary['sd']:.3f} (n = {summary['n']}) "
+        f"randomised down to {stage}",
+        err=True,
+    )
+
+
+@main.command()
 @click.option(
     "--images",
     required=True,
@@ -339,7 +407,11 @@ def pointing(
 
     counts = run_pointing(images, shards, tau, out, model_path)
     accuracy = counts["hits"] / counts["n"] if counts["n"] else float("nan")
-    click.echo(f"pointing accuracy {accuracy:.4f} ({counts['hits']}/{counts['n']})", err=True)
+    click.echo(
+        f"pointing accuracy {accuracy:.4f} ({counts['hits']}/{counts['n']}), "
+        f"mean energy share {counts['mean_energy']:.4f}",
+        err=True,
+    )
 
 
 @main.command()
@@ -362,11 +434,33 @@ def pointing(
 @click.option(
     "--paper", is_flag=True, help="The paper's setup (600x600, tau 25): show its published numbers."
 )
-def aggregate(results: Path, methods_json: str, splits: str, tau: float, paper: bool) -> None:
-    """Tables (pointing game with CIs and McNemar tests; classification AUC) and figures."""
+@click.option(
+    "--curve-factors",
+    default=None,
+    help="Comma-separated multiples of --tau at which the pointing curve is drawn "
+    "(default 0.25, 0.5, ..., 4); tau itself is always on it.",
+)
+def aggregate(
+    results: Path,
+    methods_json: str,
+    splits: str,
+    tau: float,
+    paper: bool,
+    curve_factors: str | None,
+) -> None:
+    """Tables (pointing game with CIs and McNemar tests, pointing curve, energy-based pointing,
+    randomisation test, classification AUC) and figures."""
     import json
 
+    from xiqa.aggregate import DEFAULT_CURVE_FACTORS
     from xiqa.aggregate import aggregate as run_aggregate
+
+    factors = DEFAULT_CURVE_FACTORS
+    if curve_factors is not None:
+        try:
+            factors = [float(f) for f in curve_factors.split(",") if f.strip()]
+        except ValueError:
+            raise InputError(f"--curve-factors {curve_factors!r}: not numbers") from None
 
     try:
         methods = json.loads(methods_json)
@@ -376,7 +470,7 @@ def aggregate(results: Path, methods_json: str, splits: str, tau: float, paper: 
         isinstance(e, dict) and "family" in e for e in methods.values()
     ):
         raise InputError("--methods must map each method name to an entry with a 'family'")
-    run_aggregate(results, methods, [s for s in splits.split(",") if s], tau, paper)
+    run_aggregate(results, methods, [s for s in splits.split(",") if s], tau, paper, factors)
 
 
 @main.command()

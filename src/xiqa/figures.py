@@ -7,6 +7,9 @@
 - ``misclassified``: positive images the classifier called clean (P < 0.5), with the map.
 - ``pointing_accuracy``: accuracy per method and split with 95% Wilson intervals.
 - ``roc``: ROC curves per split with AUC and bootstrap interval.
+- ``pointing_curve``: pointing accuracy against the tolerance, per method and split.
+- ``sanity_randomisation``: the model-parameter randomisation test, mean Spearman correlation
+  with the trained model's maps as the model is randomised from the output down.
 Maps use a perceptually uniform colour map (inferno), half transparent over the X-ray.
 """
 
@@ -27,7 +30,15 @@ from xiqa.cache import load_cache  # noqa: E402
 from xiqa.io import atomic_output  # noqa: E402
 from xiqa.shards import read_maps  # noqa: E402
 
-FIGURE_NAMES = ("examples", "failures", "misclassified", "pointing_accuracy", "roc")
+FIGURE_NAMES = (
+    "examples",
+    "failures",
+    "misclassified",
+    "pointing_accuracy",
+    "roc",
+    "pointing_curve",
+    "sanity_randomisation",
+)
 PANEL_METHODS = ("normgrad-conv1x1-single", "gradcam", "normgrad-conv1x1-combined")
 GALLERY = 8
 
@@ -236,3 +247,66 @@ def make_figures(
     ax.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     _save(figure, folder, "roc")
+
+
+def _method_colours(names: list[str]) -> dict[str, Any]:
+    palette = plt.cm.tab20 if len(names) > 10 else plt.cm.tab10
+    return {name: palette(k % palette.N) for k, name in enumerate(names)}
+
+
+def pointing_curve_figure(
+    folder: Path, curve: list[dict[str, Any]], splits: list[str], tau: float
+) -> None:
+    """Accuracy against tolerance, one panel per split, one line per method; a dashed line at
+    the table's tau."""
+    names = list(dict.fromkeys(row["name"] for row in curve))
+    colours = _method_colours(names)
+    figure, axes = plt.subplots(
+        1, len(splits), squeeze=False, sharey=True, figsize=(4 * len(splits) + 2.2, 3.6)
+    )
+    for ax, split in zip(axes[0], splits, strict=True):
+        for name in names:
+            rows = [r for r in curve if r["name"] == name and r["split"] == split]
+            ax.plot(
+                [r["tau"] for r in rows],
+                [r["accuracy"] for r in rows],
+                marker=".",
+                markersize=4,
+                linewidth=1.2,
+                color=colours[name],
+                label=name,
+            )
+        ax.axvline(tau, color="grey", linestyle="--", linewidth=1)
+        ax.set_title(split, fontsize=9)
+        ax.set_xlabel("tolerance τ (px)")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlim(left=0)
+    axes[0, 0].set_ylabel("pointing accuracy")
+    axes[0, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    figure.tight_layout()
+    _save(figure, folder, "pointing_curve")
+
+
+def sanity_figure(folder: Path, table: list[dict[str, Any]]) -> None:
+    """Mean Spearman correlation (band: ± 1 SD over images) against the stage the model is
+    randomised down to, one line per method; a method whose maps are constant has no line."""
+    names = list(dict.fromkeys(row["name"] for row in table))
+    colours = _method_colours(names)
+    stages = list(dict.fromkeys(row["stage"] for row in table))
+    figure, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(stages) + 2.5), 3.8))
+    for name in names:
+        rows = [r for r in table if r["name"] == name]
+        x = np.array([stages.index(r["stage"]) for r in rows])
+        mean = np.array([r["mean"] for r in rows], dtype=float)
+        sd = np.nan_to_num(np.array([r["sd"] for r in rows], dtype=float))
+        label = name if np.isfinite(mean).any() else f"{name} (constant maps)"
+        ax.plot(x, mean, marker="o", markersize=3, linewidth=1.2, color=colours[name], label=label)
+        ax.fill_between(x, mean - sd, mean + sd, color=colours[name], alpha=0.08, linewidth=0)
+    ax.axhline(0, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xticks(range(len(stages)), stages, rotation=40, ha="right", fontsize=7)
+    ax.set_xlabel("randomised from the output down to")
+    ax.set_ylabel("Spearman correlation of |maps|\nwith the trained model's")
+    ax.set_ylim(min(-0.1, ax.get_ylim()[0]), 1.05)
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    figure.tight_layout()
+    _save(figure, folder, "sanity_randomisation")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _average_ranks(scores: np.ndarray) -> np.ndarray:
+def average_ranks(scores: np.ndarray) -> np.ndarray:
     """Ranks 1..n of ``scores``, tied scores sharing their average rank."""
     _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
     return (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
@@ -20,7 +20,7 @@ def roc_auc(labels, scores) -> float:
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError("AUC needs at least one positive and one negative image")
-    rank_sum = _average_ranks(scores)[labels].sum()
+    rank_sum = average_ranks(scores)[labels].sum()
     return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 

@@ -1,15 +1,23 @@
-"""The Pointing Game (PROTOCOL.md §4), computed from box geometry, and ``xiqa pointing``.
+"""The Pointing Game (PROTOCOL.md §4), computed from box geometry, the energy-based pointing
+game, and ``xiqa pointing``.
 
 Per image, in the model-input space: the peak is the first maximum of the map in row-major order;
 a box covers the integer pixels int(x0) <= x < int(x1), int(y0) <= y < int(y1) (truncated,
 right/bottom edge exclusive; a box that truncates to zero width or height has none); the map
 hits when some box pixel lies at distance < tau from the peak. Images without a non-empty box do
 not count.
+
+The energy-based pointing game (Wang et al., Score-CAM, CVPRW 2020) scores the whole map, not its
+peak: the share of the map's mass that lies on box pixels (the union of the boxes, each pixel
+once, the same pixels as above, clipped to the map). Mass is the map's positive part: negative
+values (evidence against the class, in signed maps) count as zero, so the share lies in [0, 1];
+a map without positive mass has no share (NaN). A uniform map scores the boxes' area share.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Sequence
 
@@ -31,6 +39,8 @@ POINTING_COLUMNS = (
     "prob",
     "counted",
     "n_boxes",
+    "energy",
+    "box_share",
 )
 # Attributes every shard of one method and split must share.
 SHARED_ATTRS = (
@@ -55,10 +65,15 @@ def peak(saliency_map: np.ndarray) -> tuple[int, int, int]:
     return x, y, ties
 
 
+def box_pixel_bounds(boxes: np.ndarray) -> np.ndarray:
+    """(K, 4) int64 x_lo, y_lo, x_hi, y_hi: box k covers columns x_lo <= x < x_hi and rows
+    y_lo <= y < y_hi (each coordinate truncated towards zero)."""
+    return np.trunc(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)).astype(np.int64)
+
+
 def box_distances(x: int, y: int, boxes: np.ndarray) -> np.ndarray:
     """Distance from pixel (x, y) to the nearest pixel of each box (inf for empty boxes)."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x_lo, y_lo, x_hi, y_hi = np.trunc(boxes).astype(np.int64).T  # pixels x_lo .. x_hi - 1
+    x_lo, y_lo, x_hi, y_hi = box_pixel_bounds(boxes).T  # pixels x_lo .. x_hi - 1
     dx = np.maximum(np.maximum(x_lo - x, x - (x_hi - 1)), 0)
     dy = np.maximum(np.maximum(y_lo - y, y - (y_hi - 1)), 0)
     distance = np.hypot(dx, dy)
@@ -79,6 +94,25 @@ def pointing_hit(
     x, y, _ = peak(saliency_map)
     distance = nearest_box_distance(x, y, boxes)
     return distance < tau, x, y, distance
+
+
+def box_mask(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean (H, W) mask of the pixels of a map of ``shape`` that some box covers."""
+    height, width = shape
+    mask = np.zeros((height, width), dtype=bool)
+    for x_lo, y_lo, x_hi, y_hi in box_pixel_bounds(boxes):
+        mask[max(y_lo, 0) : max(y_hi, 0), max(x_lo, 0) : max(x_hi, 0)] = True
+    return mask
+
+
+def energy_share(saliency_map: np.ndarray, boxes: np.ndarray) -> float:
+    """Energy-based pointing game: the share of the map's positive mass on box pixels (NaN when
+    the map has no positive mass)."""
+    mass = np.clip(np.asarray(saliency_map, dtype=np.float64), 0, None)
+    total = mass.sum()
+    if not total > 0:
+        return math.nan
+    return float(mass[box_mask(boxes, mass.shape)].sum() / total)
 
 
 def run_pointing(
@@ -131,18 +165,23 @@ def run_pointing(
                 raise InputError(f"{path}: map of {shard.image_name[k]!r}: {exc}") from None
             distance = nearest_box_distance(x, y, boxes)
             counted = bool(np.isfinite(distance))  # some box has pixels
+            energy = energy_share(shard.maps[k], boxes) if counted else math.nan
+            box_share = float(box_mask(boxes, shard.maps[k].shape).mean())
             rows.append(
                 {
                     "image_name": shard.image_name[k],
                     "peak_x": x,
                     "peak_y": y,
                     "n_ties": ties,
-                    "distance": round(distance, 4) if counted else "",
+                    # Full precision: the pointing curve re-thresholds it at other tolerances.
+                    "distance": distance if counted else "",
                     "hit": int(distance < tau) if counted else "",
                     "label": int(cache.label[index]),
                     "prob": f"{shard.prob[k]:.6f}",
                     "counted": int(counted),
                     "n_boxes": len(boxes),
+                    "energy": "" if math.isnan(energy) else energy,
+                    "box_share": box_share if counted else "",
                 }
             )
     expected = set(range(first.attrs["n_shards"]))
@@ -155,4 +194,9 @@ def run_pointing(
         writer.writeheader()
         writer.writerows(rows)
     counted = [r for r in rows if r["counted"]]
-    return {"n": len(counted), "hits": sum(r["hit"] for r in counted)}
+    energies = [r["energy"] for r in counted if r["energy"] != ""]
+    return {
+        "n": len(counted),
+        "hits": sum(r["hit"] for r in counted),
+        "mean_energy": float(np.mean(energies)) if energies else math.nan,
+    }

@@ -169,7 +169,9 @@ def _edit_hdf5(path: Path, edit: Callable[[h5py.File], None]) -> Path:
     return path
 
 
-def _results(w, tmp: Path, pointing_text: str | None = None, predictions: bool = True) -> Path:
+def _results(
+    w, tmp: Path, pointing_text: str | None = None, predictions: bool = True, sanity: bool = True
+) -> Path:
     """A results folder for `xiqa aggregate` with one method (gradcam) on val."""
     results = tmp / "results"
     (results / "pointing" / "gradcam").mkdir(parents=True)
@@ -177,6 +179,22 @@ def _results(w, tmp: Path, pointing_text: str | None = None, predictions: bool =
     text = pointing_text if pointing_text is not None else (tmp / "p.csv").read_text()
     (tmp / "p.csv").unlink()
     (results / "pointing" / "gradcam" / "val.csv").write_text(text)
+    if sanity:
+        run_cli(
+            "sanity",
+            "--model",
+            w["model"],
+            "--images",
+            w["val"],
+            "--method",
+            "gradcam",
+            "--params",
+            GRADCAM,
+            "--n-images",
+            2,
+            "--out",
+            results / "sanity" / "gradcam.csv",
+        )
     if predictions:
         (results / "predictions").mkdir()
         run_cli(
@@ -549,7 +567,7 @@ def _(tmp, w):
 def _(tmp, w):
     return _aggregate_args(_results(w, tmp, "name,peak\n1.jpg,3\n")), [
         "val.csv",
-        "not an xiqa pointing CSV",
+        "not a pointing CSV of this xiqa version",
     ]
 
 
@@ -564,7 +582,7 @@ def _(tmp, w):
         writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    return _aggregate_args(results), ["val.csv", "not an xiqa pointing CSV"]
+    return _aggregate_args(results), ["val.csv", "line", "not an xiqa pointing row"]
 
 
 @case("aggregate: predictions missing")
@@ -606,6 +624,51 @@ def _(tmp, w):
     (tmp / "b").mkdir()
     Image.new("L", (40, 30), 90).save(tmp / "b" / "good.jpg")
     return _explain_args(w, tmp, tmp / "b" / "good.jpg"), ["good.jpg", "would both be written"]
+
+
+@case("aggregate: sanity results missing")
+def _(tmp, w):
+    return _aggregate_args(_results(w, tmp, sanity=False)), ["gradcam.csv", "not found"]
+
+
+@case("sanity: more images than the split has positives")
+def _(tmp, w):
+    return [
+        "sanity",
+        "--model",
+        w["model"],
+        "--images",
+        w["val"],
+        "--method",
+        "gradcam",
+        "--params",
+        GRADCAM,
+        "--n-images",
+        500,
+        "--out",
+        tmp / "s.csv",
+    ], ["500"]
+
+
+@case("sanity: unknown stage")
+def _(tmp, w):
+    return [
+        "sanity",
+        "--model",
+        w["model"],
+        "--images",
+        w["val"],
+        "--method",
+        "gradcam",
+        "--params",
+        GRADCAM,
+        "--n-images",
+        2,
+        "--stages",
+        "layer9",
+        "--out",
+        tmp / "s.csv",
+    ], ["layer9"]
 
 
 @case("synth: output folder exists")

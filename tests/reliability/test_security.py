@@ -68,10 +68,12 @@ def test_workflow_quotes_every_path_in_its_shell_commands():
         "params.test_size",
         "params.tau",
         "params.n_shards",
+        "params.n_images",
+        "params.curve_factors",
         "wildcards.shard",
         "threads",
     }
-    pre_quoted = {"params.options", "params.paper", "params.splits"}
+    pre_quoted = {"params.options", "params.paper", "params.splits", "params.stages"}
     unquoted = [p for p in placeholders if not p.endswith(":q") and p not in numeric | pre_quoted]
     assert unquoted == []
 

@@ -1,6 +1,15 @@
 # Helpers shared by the rule files.
 
 CACHED_SPLITS = ["train", "val", "test"]
+FIGURES = [
+    "examples",
+    "failures",
+    "misclassified",
+    "pointing_accuracy",
+    "roc",
+    "pointing_curve",
+    "sanity_randomisation",
+]
 
 
 wildcard_constraints:
@@ -44,3 +53,11 @@ def method_entry(wildcards):
     import json
 
     return json.dumps(config["methods"][wildcards.method], sort_keys=True)
+
+
+def sanity_stages_option():
+    """`--stages` for xiqa sanity when the config lists stages; nothing for all of them."""
+    import shlex
+
+    stages = config["sanity"]["stages"]
+    return "" if stages == "all" else f"--stages {shlex.quote(','.join(stages))}"

@@ -1,4 +1,5 @@
-# Evaluation: the pointing game per method and split, then tables, figures and the report.
+# Evaluation: the pointing game per method and split, the randomisation test per method, then
+# tables, figures and the report.
 
 
 rule pointing:
@@ -31,6 +32,35 @@ rule pointing:
         " {input.shards:q} 2> {log:q}"
 
 
+rule sanity:
+    input:
+        model="results/model/model.pt",
+        images=f"results/cache/{config['sanity']['split']}.h5",
+    output:
+        "results/sanity/{method}.csv",
+    log:
+        "results/logs/sanity/{method}.log",
+    benchmark:
+        "results/benchmarks/sanity/{method}.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
+    # Mostly process start (single-threaded) on the demo: two jobs side by side fill two cores.
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        entry=method_entry,
+        n_images=config["sanity"]["n_images"],
+        seed=config["sanity"]["seed"],
+        stages=sanity_stages_option(),
+    shell:
+        "xiqa sanity --model {input.model:q} --images {input.images:q}"
+        " --method {wildcards.method:q} --params {params.entry:q}"
+        " --n-images {params.n_images} --seed {params.seed} {params.stages}"
+        " --out {output:q} 2> {log:q}"
+
+
 localrules:
     aggregate,
 
@@ -43,27 +73,22 @@ rule aggregate:
             split=config["splits"],
         ),
         predictions=expand("results/predictions/{split}.csv", split=config["splits"]),
+        sanity=expand("results/sanity/{method}.csv", method=list(config["methods"])),
     output:
         tables=multiext("results/tables/pointing_game", ".csv", ".md", ".tex"),
         classification=multiext("results/tables/classification", ".csv", ".md"),
+        curve="results/tables/pointing_curve.csv",
+        energy=multiext("results/tables/energy_pointing", ".csv", ".md"),
+        sanity="results/tables/sanity_randomisation.csv",
         figures=[
             report(
                 f"results/figures/{name}.png",
                 caption=f"../report/{name}.rst",
                 category="Figures",
             )
-            for name in (
-                "examples",
-                "failures",
-                "misclassified",
-                "pointing_accuracy",
-                "roc",
-            )
+            for name in FIGURES
         ],
-        pdfs=expand(
-            "results/figures/{name}.pdf",
-            name=["examples", "failures", "misclassified", "pointing_accuracy", "roc"],
-        ),
+        pdfs=expand("results/figures/{name}.pdf", name=FIGURES),
     log:
         "results/logs/aggregate.log",
     benchmark:
@@ -81,6 +106,7 @@ rule aggregate:
         methods=json.dumps(config["methods"]),
         splits=",".join(config["splits"]),
         tau=config["pointing"]["tau"],
+        curve_factors=",".join(map(str, config["pointing"]["curve_factors"])),
         paper=(
             "--paper"
             if config["image_size"] == 600 and config["pointing"]["tau"] == 25
@@ -88,4 +114,4 @@ rule aggregate:
         ),
     shell:
         "xiqa aggregate --results {params.results:q} --methods {params.methods:q} --splits {params.splits}"
-        " --tau {params.tau} {params.paper} 2> {log:q}"
+        " --tau {params.tau} --curve-factors {params.curve_factors} {params.paper} 2> {log:q}"
