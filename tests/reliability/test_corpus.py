@@ -631,8 +631,7 @@ def _(tmp, w):
     return _aggregate_args(_results(w, tmp, sanity=False)), ["gradcam.csv", "not found"]
 
 
-@case("sanity: more images than the split has positives")
-def _(tmp, w):
+def _sanity_args(w, tmp: Path, *extra) -> list:
     return [
         "sanity",
         "--model",
@@ -643,32 +642,20 @@ def _(tmp, w):
         "gradcam",
         "--params",
         GRADCAM,
-        "--n-images",
-        500,
         "--out",
         tmp / "s.csv",
-    ], ["500"]
+        *extra,
+    ]
+
+
+@case("sanity: more images than the split has positives")
+def _(tmp, w):
+    return _sanity_args(w, tmp, "--n-images", 500), ["500"]
 
 
 @case("sanity: unknown stage")
 def _(tmp, w):
-    return [
-        "sanity",
-        "--model",
-        w["model"],
-        "--images",
-        w["val"],
-        "--method",
-        "gradcam",
-        "--params",
-        GRADCAM,
-        "--n-images",
-        2,
-        "--stages",
-        "layer9",
-        "--out",
-        tmp / "s.csv",
-    ], ["layer9"]
+    return _sanity_args(w, tmp, "--n-images", 2, "--stages", "layer9"), ["layer9"]
 
 
 @case("synth: output folder exists")
