@@ -44,6 +44,21 @@ def test_shards_split_the_positives_into_contiguous_blocks():
         shard_indices(cache, -1, 2)
 
 
+def test_max_images_keeps_one_fixed_subset_across_shards():
+    cache = _cache_with_labels([1, 0] * 10)  # positives at the even rows
+    shards = [shard_indices(cache, k, 2, max_images=4) for k in range(2)]
+    subset = np.concatenate(shards)
+    assert len(subset) == 4 and list(subset) == sorted(subset)
+    assert set(subset) <= set(range(0, 20, 2))
+    assert subset.tolist() != [0, 2, 4, 6]  # random, not the first four
+    again = np.concatenate([shard_indices(cache, k, 3, max_images=4) for k in range(3)])
+    assert again.tolist() == subset.tolist()  # the same images however they are sharded
+    everything = np.concatenate([shard_indices(cache, k, 2, max_images=50) for k in range(2)])
+    assert everything.tolist() == list(range(0, 20, 2))
+    with pytest.raises(InputError, match="--max-images 0 must be at least 1"):
+        shard_indices(cache, 0, 2, max_images=0)
+
+
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     torch.manual_seed(0)

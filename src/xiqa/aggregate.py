@@ -49,6 +49,14 @@ FAMILY_LABELS = {
     "guided-gradcam": "Guided Grad-CAM",
     "guided-backprop": "Guided BP",
     "input-x-gradient": "Input×Grad",
+    "gradcam-plusplus": "Grad-CAM++",
+    "xgradcam": "XGrad-CAM",
+    "layercam": "LayerCAM",
+    "hirescam": "HiResCAM",
+    "scorecam": "Score-CAM",
+    "rise": "RISE",
+    "integrated-gradients": "Integrated Gradients",
+    "smoothgrad": "SmoothGrad",
 }
 
 

@@ -278,6 +278,12 @@ def predict(
 )
 @click.option("--all-images", is_flag=True, help="Explain every image, not only positives.")
 @click.option(
+    "--max-images",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Explain a fixed random subset of at most this many images (for costly methods).",
+)
+@click.option(
     "--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
@@ -292,6 +298,7 @@ def saliency(
     out: Path,
     target_policy: str,
     all_images: bool,
+    max_images: int | None,
     dtype: str,
     batch_size: int,
     device: str,
@@ -312,6 +319,7 @@ def saliency(
         batch_size=batch_size,
         device=device,
         dtype=dtype,
+        max_images=max_images,
     )
 
 

@@ -64,6 +64,8 @@ def check_methods(methods: dict[str, dict[str, Any]], arch: str) -> None:
     model = None
     for method, entry in methods.items():
         try:
+            workflow_keys = {"max_images"}  # the workflow's own, not the family's parameters
+            entry = {k: v for k, v in entry.items() if k not in workflow_keys}
             _, params = resolve_method(method, entry)
             layers = params.get("layers", [])
             layers = [layers] if isinstance(layers, str) else list(layers)

@@ -51,6 +51,7 @@ SHARED_ATTRS = (
     "target_policy",
     "n_shards",
     "images_digest",
+    "max_images",
 )
 
 

@@ -64,16 +64,25 @@ def images_digest(cache: ImageCache) -> str:
 
 
 def shard_indices(
-    cache: ImageCache, shard: int, n_shards: int, all_images: bool = False
+    cache: ImageCache,
+    shard: int,
+    n_shards: int,
+    all_images: bool = False,
+    max_images: int | None = None,
 ) -> np.ndarray:
     """Cache rows of one shard: the positive images (or all), split into ``n_shards``
-    contiguous, near-equal blocks in cache order."""
+    contiguous, near-equal blocks in cache order. ``max_images`` keeps a fixed random subset
+    of that many (seeded, so every method with the same cap explains the same images)."""
     if n_shards < 1 or not 0 <= shard < n_shards:
         raise InputError(
             f"--shard {shard} is out of range for --n-shards {n_shards} "
             f"(shards count from 0 to {n_shards - 1})"
         )
+    if max_images is not None and max_images < 1:
+        raise InputError(f"--max-images {max_images} must be at least 1")
     rows = np.arange(len(cache)) if all_images else np.flatnonzero(cache.label == 1)
+    if max_images is not None and len(rows) > max_images:
+        rows = np.sort(np.random.default_rng(0).choice(rows, max_images, replace=False))
     return np.array_split(rows, n_shards)[shard]
 
 
@@ -150,6 +159,7 @@ def run_saliency(
     batch_size: int = 16,
     device: str = "auto",
     dtype: str = "float16",
+    max_images: int | None = None,
 ) -> int:
     """Explain one shard of a cache with one method and write the shard file atomically.
     Returns the number of maps."""
@@ -159,7 +169,7 @@ def run_saliency(
     dev = resolve_device(device)
     use_full_fp32(dev)
     model, cache = load_model_and_cache(model_path, images_path, dev)
-    rows = shard_indices(cache, shard, n_shards, all_images)
+    rows = shard_indices(cache, shard, n_shards, all_images, max_images)
     attrs = {
         "method": method,
         "params": json.dumps({"family": family, **resolved}, sort_keys=True),
@@ -169,6 +179,7 @@ def run_saliency(
         "shard": shard,
         "n_shards": n_shards,
         "images_digest": images_digest(cache),
+        "max_images": max_images or 0,  # 0: no cap
     }
     names = [cache.image_name[i] for i in rows]
     with write_shard(out, names, rows, attrs, dtype) as writer:
@@ -202,6 +213,7 @@ def read_shard(path: str | os.PathLike, expect: dict[str, Any] | None = None) ->
     """Read a shard, checking its layout and that each attribute in ``expect`` matches."""
     with open_hdf5(path, "saliency shard") as h5:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
+        attrs.setdefault("max_images", 0)  # shards of xiqa before the cap existed
         if attrs.get("format") != SHARD_FORMAT:
             raise InputError(f"{path}: not an xiqa saliency shard (format {attrs.get('format')!r})")
         missing = [k for k in REQUIRED_ATTRS if k not in attrs]

@@ -233,6 +233,7 @@ synthetic: {n_train: 16, n_dev: 24, n_test: 8, seed: 2}
 image_size: 32
 train: {epochs: 1, batch_size: 8}
 n_shards: 2
+sanity: {n_images: 2, stages: [fc, conv1]}
 """
 
 

@@ -73,7 +73,13 @@ def test_workflow_quotes_every_path_in_its_shell_commands():
         "wildcards.shard",
         "threads",
     }
-    pre_quoted = {"params.options", "params.paper", "params.splits", "params.stages"}
+    pre_quoted = {
+        "params.options",
+        "params.paper",
+        "params.splits",
+        "params.stages",
+        "params.max_images",
+    }
     unquoted = [p for p in placeholders if not p.endswith(":q") and p not in numeric | pre_quoted]
     assert unquoted == []
 

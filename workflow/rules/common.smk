@@ -48,11 +48,19 @@ def train_options():
 
 
 def method_entry(wildcards):
-    """One method's config entry as JSON: a per-method rule sees only its own parameters, so
-    adding or changing a method reruns that method alone."""
+    """One method's config entry as JSON (without the workflow's own `max_images`): a per-method
+    rule sees only its own parameters, so adding or changing a method reruns that method alone."""
     import json
 
-    return json.dumps(config["methods"][wildcards.method], sort_keys=True)
+    entry = dict(config["methods"][wildcards.method])
+    entry.pop("max_images", None)
+    return json.dumps(entry, sort_keys=True)
+
+
+def max_images_option(wildcards):
+    """`--max-images K` for a method whose entry caps the images it explains, else nothing."""
+    cap = config["methods"][wildcards.method].get("max_images")
+    return f"--max-images {int(cap)}" if cap else ""
 
 
 def sanity_stages_option():

@@ -20,7 +20,9 @@ rule saliency:
     params:
         entry=method_entry,
         n_shards=config["n_shards"],
+        max_images=max_images_option,
     shell:
         "xiqa saliency --model {input.model:q} --images {input.images:q}"
         " --method {wildcards.method:q} --params {params.entry:q}"
-        " --shard {wildcards.shard} --n-shards {params.n_shards} --out {output:q} 2> {log:q}"
+        " --shard {wildcards.shard} --n-shards {params.n_shards} {params.max_images}"
+        " --out {output:q} 2> {log:q}"
