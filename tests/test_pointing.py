@@ -394,3 +394,28 @@ def test_aggregate_refuses_bad_curve_factors(tmp_path, factors, message):
     )
     assert_one_line_error(result, message)
     assert not list(tmp_path.iterdir())
+
+
+def test_table_names_the_n_of_a_method_run_on_a_subset():
+    from xiqa.aggregate import pointing_latex, pointing_markdown
+
+    def row(name, hits, n):
+        return {
+            "method": name,
+            "layer_type": "–",
+            "heatmap": "–",
+            "val_accuracy": hits / n,
+            "val_ci_low": 0.1,
+            "val_ci_high": 0.9,
+            "val_n": n,
+            "val_p_vs_best": "",
+            "val_tied_peaks": 0.0,
+            "val_paper": "",
+        }
+
+    rows = [row("A", 100, 150), row("B", 120, 150), row("Score-CAM", 6, 16)]
+    table = pointing_markdown(rows, ["val"], 6)
+    assert "(n = 150)" in table.splitlines()[0]  # the header: most methods' n
+    assert "| Score-CAM | – | – | 0.375 [0.100, 0.900] (n = 16) |" in table
+    assert "0.667 [0.100, 0.900] |" in table  # the others carry no n of their own
+    assert "0.375 [0.100--0.900] (n = 16)" in pointing_latex(rows, ["val"], 6)

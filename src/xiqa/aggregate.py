@@ -291,11 +291,28 @@ def _p(value: Any) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def _common_n(rows: list[dict[str, Any]], split: str) -> int:
+    """The number of images most methods were scored on (the column header's n)."""
+    counts = [row[f"{split}_n"] for row in rows]
+    return max(set(counts), key=counts.count) if counts else 0
+
+
+def _accuracy_cell(row: dict[str, Any], split: str, common_n: int, dash: str = ", ") -> str:
+    """Accuracy and its interval, with the method's own n where it differs from the column's
+    (a method run on a subset, ``max_images``)."""
+    cell = (
+        f"{_fmt(row[f'{split}_accuracy'])} [{_fmt(row[f'{split}_ci_low'])}{dash}"
+        f"{_fmt(row[f'{split}_ci_high'])}]"
+    )
+    n = row[f"{split}_n"]
+    return cell if n == common_n else f"{cell} (n = {n})"
+
+
 def pointing_markdown(rows: list[dict[str, Any]], splits: list[str], tau: float) -> str:
     paper = any(row[f"{s}_paper"] != "" for row in rows for s in splits)
     header = ["Method", "Layer type", "Heat-map"]
     for split in splits:
-        n = max((row[f"{split}_n"] for row in rows), default=0)
+        n = _common_n(rows, split)
         header += [
             f"{split} accuracy [95% CI] (n = {n})",
             f"{split} p vs best NormGrad",
@@ -308,8 +325,7 @@ def pointing_markdown(rows: list[dict[str, Any]], splits: list[str], tau: float)
         cells = [row["method"], row["layer_type"], row["heatmap"]]
         for split in splits:
             cells += [
-                f"{_fmt(row[f'{split}_accuracy'])} [{_fmt(row[f'{split}_ci_low'])}, "
-                f"{_fmt(row[f'{split}_ci_high'])}]",
+                _accuracy_cell(row, split, _common_n(rows, split)),
                 _p(row[f"{split}_p_vs_best"]),
                 f"{_fmt(row[f'{split}_tied_peaks'] * 100, 0)}%",
             ]
@@ -342,16 +358,14 @@ def _latex_escape(text: str) -> str:
 def pointing_latex(rows: list[dict[str, Any]], splits: list[str], tau: float) -> str:
     columns = "lll" + "r" * (2 * len(splits))
     head = " & ".join(
-        ["Method", "Layer type", "Heat-map"] + [f"{s} (95\\% CI)" + " & p" for s in splits]
+        ["Method", "Layer type", "Heat-map"]
+        + [f"{s} (95\\% CI, n = {_common_n(rows, s)})" + " & p" for s in splits]
     )
     body = []
     for row in rows:
         cells = [_latex_escape(row[k]) for k in ("method", "layer_type", "heatmap")]
         for split in splits:
-            cells.append(
-                f"{_fmt(row[f'{split}_accuracy'])} ({_fmt(row[f'{split}_ci_low'])}"
-                f"--{_fmt(row[f'{split}_ci_high'])})"
-            )
+            cells.append(_accuracy_cell(row, split, _common_n(rows, split), "--"))
             cells.append(_latex_escape(_p(row[f"{split}_p_vs_best"])).replace("<", "$<$"))
         body.append(" & ".join(cells) + r" \\")
     return "\n".join(
