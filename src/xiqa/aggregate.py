@@ -478,7 +478,7 @@ def aggregate(
         _write_text(tables / "classification.md", "\n".join(lines) + "\n")
         make_figures(results, methods, splits, rows, curves, tau, figures)
         pointing_curve_figure(figures, curve, splits, tau)
-        sanity_figure(figures, sanity_rows)
+        sanity_figure(figures, sanity_rows, methods)
 
 
 def sanity_table(sanity: dict[str, list[tuple[str, np.ndarray]]]) -> list[dict[str, Any]]:

@@ -254,13 +254,18 @@ def _method_colours(names: list[str]) -> dict[str, Any]:
     return {name: palette(k % palette.N) for k, name in enumerate(names)}
 
 
+def _method_line_styles(names: list[str]) -> dict[str, str]:
+    """Solid for the first 20 methods, then dashed, then dotted: colours repeat after 20."""
+    return {name: ("-", "--", ":")[k // plt.cm.tab20.N % 3] for k, name in enumerate(names)}
+
+
 def pointing_curve_figure(
     folder: Path, curve: list[dict[str, Any]], splits: list[str], tau: float
 ) -> None:
     """Accuracy against tolerance, one panel per split, one line per method; a dashed line at
     the table's tau."""
     names = list(dict.fromkeys(row["name"] for row in curve))
-    colours = _method_colours(names)
+    colours, styles = _method_colours(names), _method_line_styles(names)
     figure, axes = plt.subplots(
         1, len(splits), squeeze=False, sharey=True, figsize=(4 * len(splits) + 2.2, 3.6)
     )
@@ -274,6 +279,7 @@ def pointing_curve_figure(
                 markersize=4,
                 linewidth=1.2,
                 color=colours[name],
+                linestyle=styles[name],
                 label=name,
             )
         ax.axvline(tau, color="grey", linestyle="--", linewidth=1)
@@ -287,26 +293,51 @@ def pointing_curve_figure(
     _save(figure, folder, "pointing_curve")
 
 
-def sanity_figure(folder: Path, table: list[dict[str, Any]]) -> None:
+CAM_FAMILIES = {"gradcam", "gradcam-plusplus", "xgradcam", "layercam", "hirescam", "scorecam"}
+
+
+def _panel_of(family: str) -> str:
+    if family == "normgrad":
+        return "NormGrad"
+    return "CAM methods" if family in CAM_FAMILIES else "gradient and perturbation methods"
+
+
+def sanity_figure(
+    folder: Path, table: list[dict[str, Any]], methods: dict[str, dict[str, Any]]
+) -> None:
     """Mean Spearman correlation (band: ± 1 SD over images) against the stage the model is
-    randomised down to, one line per method; a method whose maps are constant has no line."""
+    randomised down to, one line per method, one panel per kind of method (NormGrad, CAMs,
+    gradient and perturbation methods); a method whose maps are constant has no line."""
     names = list(dict.fromkeys(row["name"] for row in table))
-    colours = _method_colours(names)
     stages = list(dict.fromkeys(row["stage"] for row in table))
-    figure, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(stages) + 2.5), 3.8))
+    panels: dict[str, list[str]] = {}
     for name in names:
-        rows = [r for r in table if r["name"] == name]
-        x = np.array([stages.index(r["stage"]) for r in rows])
-        mean = np.array([r["mean"] for r in rows], dtype=float)
-        sd = np.nan_to_num(np.array([r["sd"] for r in rows], dtype=float))
-        label = name if np.isfinite(mean).any() else f"{name} (constant maps)"
-        ax.plot(x, mean, marker="o", markersize=3, linewidth=1.2, color=colours[name], label=label)
-        ax.fill_between(x, mean - sd, mean + sd, color=colours[name], alpha=0.08, linewidth=0)
-    ax.axhline(0, color="grey", linewidth=0.8, linestyle=":")
-    ax.set_xticks(range(len(stages)), stages, rotation=40, ha="right", fontsize=7)
-    ax.set_xlabel("randomised from the output down to")
-    ax.set_ylabel("Spearman correlation of |maps|\nwith the trained model's")
-    ax.set_ylim(min(-0.1, ax.get_ylim()[0]), 1.05)
-    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        panels.setdefault(_panel_of(methods[name]["family"]), []).append(name)
+    figure, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(len(panels) * max(3.2, 0.4 * len(stages) + 1.2), 4.6),
+        sharey=True,
+        squeeze=False,
+    )
+    for ax, (title, members) in zip(axes[0], panels.items(), strict=True):
+        colours = _method_colours(members)
+        for name in members:
+            rows = [r for r in table if r["name"] == name]
+            x = np.array([stages.index(r["stage"]) for r in rows])
+            mean = np.array([r["mean"] for r in rows], dtype=float)
+            sd = np.nan_to_num(np.array([r["sd"] for r in rows], dtype=float))
+            label = name if np.isfinite(mean).any() else f"{name} (constant maps)"
+            ax.plot(
+                x, mean, marker="o", markersize=3, linewidth=1.2, color=colours[name], label=label
+            )
+            ax.fill_between(x, mean - sd, mean + sd, color=colours[name], alpha=0.08, linewidth=0)
+        ax.axhline(0, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xticks(range(len(stages)), stages, rotation=40, ha="right", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("randomised from the output down to", fontsize=8)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.5), ncol=1)
+    axes[0][0].set_ylabel("Spearman correlation of |maps|\nwith the trained model's")
+    axes[0][0].set_ylim(min(-0.1, axes[0][0].get_ylim()[0]), 1.05)
     figure.tight_layout()
     _save(figure, folder, "sanity_randomisation")
