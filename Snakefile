@@ -24,7 +24,10 @@ if workflow.is_main_process:
         check_config = None
     if check_config is not None:
         try:
-            check_config(config, "workflow/schemas/config.schema.yaml")
+            check_config(
+                config,
+                os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
+            )
         except InputError as exc:
             sys.exit(f"xiqa: error: {exc}")
 validate(config, "workflow/schemas/config.schema.yaml")

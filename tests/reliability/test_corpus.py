@@ -705,6 +705,11 @@ CONFIG_CASES = {
         {"pointing": {"tau": 0}},
         "config key pointing.tau: 0 is less than or equal to the minimum of 0",
     ),
+    "a curve factor of zero": (
+        {"pointing": {"curve_factors": [1, 0]}},
+        "config key pointing.curve_factors.1: 0 is less than or equal to the minimum of 0",
+    ),
+    "sanity check without images": ({"sanity": {"n_images": 0}}, "config key sanity.n_images"),
     "no shards": ({"n_shards": 0}, "config key n_shards"),
     "wrong type": (
         {"train": {"lr": "fast"}},

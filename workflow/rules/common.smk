@@ -49,7 +49,8 @@ def train_options():
 
 def method_entry(wildcards):
     """One method's config entry as JSON (without the workflow's own `max_images`): a per-method
-    rule sees only its own parameters, so adding or changing a method reruns that method alone."""
+    rule sees only its own parameters, so adding or changing a method reruns that method alone.
+    """
     import json
 
     entry = dict(config["methods"][wildcards.method])
