@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from xiqa.cache import load_cache
+from xiqa.figures import FIGURE_NAMES
 
 from conftest import REPO, copy_workflow
 
@@ -67,15 +68,7 @@ def test_demo_workflow_trains_and_predicts(workdir):
             assert (results / "pointing" / method / f"{split}.csv").exists()
     table = (results / "tables" / "pointing_game.md").read_text()
     assert table.count("| NormGrad |") == 2 and "| Grad-CAM |" in table
-    for name in (
-        "examples",
-        "failures",
-        "misclassified",
-        "pointing_accuracy",
-        "roc",
-        "pointing_curve",
-        "sanity_randomisation",
-    ):
+    for name in FIGURE_NAMES:
         assert (results / "figures" / f"{name}.png").stat().st_size > 1000
         assert (results / "figures" / f"{name}.pdf").stat().st_size > 1000
     # The pointing curve at the config's tau (6) is the table's accuracy.

@@ -120,6 +120,12 @@ def read_scores(
     }
 
 
+def method_columns(name: str, entry: dict[str, Any]) -> dict[str, str]:
+    """The first columns of a table row: the config name and :func:`describe`'s three."""
+    method, layer_type, heatmap = describe(entry)
+    return {"name": name, "method": method, "layer_type": layer_type, "heatmap": heatmap}
+
+
 def describe(entry: dict[str, Any]) -> tuple[str, str, str]:
     """(method, layer type, heat-map) columns of Table 2 for a config entry."""
     family = entry["family"]
@@ -147,8 +153,7 @@ def pointing_table(
         best[split] = max(normgrad, key=lambda m: scores[m, split].accuracy, default=None)
     rows = []
     for name, entry in methods.items():
-        method, layer_type, heatmap = describe(entry)
-        row = {"name": name, "method": method, "layer_type": layer_type, "heatmap": heatmap}
+        row = method_columns(name, entry)
         for split in splits:
             result = scores[name, split]
             low, high = wilson_interval(sum(result.hits.values()), result.n)
@@ -225,8 +230,7 @@ def energy_table(
     the maps without (no_mass); and the mean box area share, which a uniform map would score."""
     rows = []
     for name, entry in methods.items():
-        method, layer_type, heatmap = describe(entry)
-        row = {"name": name, "method": method, "layer_type": layer_type, "heatmap": heatmap}
+        row = method_columns(name, entry)
         for split in splits:
             result = scores[name, split]
             energy = np.array(list(result.energy.values()))

@@ -16,6 +16,9 @@ import yaml
 
 from xiqa.errors import InputError
 
+# Keys of a method's config entry that the workflow reads itself (not the family's parameters).
+WORKFLOW_METHOD_KEYS = ("max_images",)
+
 
 def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None:
     """Raise :class:`InputError` naming the first bad key of a workflow ``config``."""
@@ -64,8 +67,7 @@ def check_methods(methods: dict[str, dict[str, Any]], arch: str) -> None:
     model = None
     for method, entry in methods.items():
         try:
-            workflow_keys = {"max_images"}  # the workflow's own, not the family's parameters
-            entry = {k: v for k, v in entry.items() if k not in workflow_keys}
+            entry = {k: v for k, v in entry.items() if k not in WORKFLOW_METHOD_KEYS}
             _, params = resolve_method(method, entry)
             layers = params.get("layers", [])
             layers = [layers] if isinstance(layers, str) else list(layers)

@@ -109,11 +109,16 @@ def box_mask(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def energy_share(saliency_map: np.ndarray, boxes: np.ndarray) -> float:
     """Energy-based pointing game: the share of the map's positive mass on box pixels (NaN when
     the map has no positive mass)."""
+    return mass_share(saliency_map, box_mask(boxes, np.shape(saliency_map)))
+
+
+def mass_share(saliency_map: np.ndarray, mask: np.ndarray) -> float:
+    """The share of the map's positive mass on the pixels of ``mask`` (NaN without mass)."""
     mass = np.clip(np.asarray(saliency_map, dtype=np.float64), 0, None)
     total = mass.sum()
     if not total > 0:
         return math.nan
-    return float(mass[box_mask(boxes, mass.shape)].sum() / total)
+    return float(mass[mask].sum() / total)
 
 
 def run_pointing(
@@ -166,8 +171,9 @@ def run_pointing(
                 raise InputError(f"{path}: map of {shard.image_name[k]!r}: {exc}") from None
             distance = nearest_box_distance(x, y, boxes)
             counted = bool(np.isfinite(distance))  # some box has pixels
-            energy = energy_share(shard.maps[k], boxes) if counted else math.nan
-            box_share = float(box_mask(boxes, shard.maps[k].shape).mean())
+            mask = box_mask(boxes, shard.maps[k].shape)
+            energy = mass_share(shard.maps[k], mask) if counted else math.nan
+            box_share = float(mask.mean())
             rows.append(
                 {
                     "image_name": shard.image_name[k],

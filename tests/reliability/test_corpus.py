@@ -169,6 +169,23 @@ def _edit_hdf5(path: Path, edit: Callable[[h5py.File], None]) -> Path:
     return path
 
 
+def _sanity_args(w, out: Path, *extra) -> list:
+    return [
+        "sanity",
+        "--model",
+        w["model"],
+        "--images",
+        w["val"],
+        "--method",
+        "gradcam",
+        "--params",
+        GRADCAM,
+        "--out",
+        out,
+        *extra,
+    ]
+
+
 def _results(
     w, tmp: Path, pointing_text: str | None = None, predictions: bool = True, sanity: bool = True
 ) -> Path:
@@ -180,21 +197,7 @@ def _results(
     (tmp / "p.csv").unlink()
     (results / "pointing" / "gradcam" / "val.csv").write_text(text)
     if sanity:
-        run_cli(
-            "sanity",
-            "--model",
-            w["model"],
-            "--images",
-            w["val"],
-            "--method",
-            "gradcam",
-            "--params",
-            GRADCAM,
-            "--n-images",
-            2,
-            "--out",
-            results / "sanity" / "gradcam.csv",
-        )
+        run_cli(*_sanity_args(w, results / "sanity" / "gradcam.csv", "--n-images", 2))
     if predictions:
         (results / "predictions").mkdir()
         run_cli(
@@ -631,31 +634,14 @@ def _(tmp, w):
     return _aggregate_args(_results(w, tmp, sanity=False)), ["gradcam.csv", "not found"]
 
 
-def _sanity_args(w, tmp: Path, *extra) -> list:
-    return [
-        "sanity",
-        "--model",
-        w["model"],
-        "--images",
-        w["val"],
-        "--method",
-        "gradcam",
-        "--params",
-        GRADCAM,
-        "--out",
-        tmp / "s.csv",
-        *extra,
-    ]
-
-
 @case("sanity: more images than the split has positives")
 def _(tmp, w):
-    return _sanity_args(w, tmp, "--n-images", 500), ["500"]
+    return _sanity_args(w, tmp / "s.csv", "--n-images", 500), ["500"]
 
 
 @case("sanity: unknown stage")
 def _(tmp, w):
-    return _sanity_args(w, tmp, "--n-images", 2, "--stages", "layer9"), ["layer9"]
+    return _sanity_args(w, tmp / "s.csv", "--n-images", 2, "--stages", "layer9"), ["layer9"]
 
 
 @case("synth: output folder exists")
