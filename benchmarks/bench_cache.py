@@ -24,9 +24,10 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from xiqa.cache import prepare_cache
-from xiqa.data import ImageRef, Record
-from xiqa.split import write_manifest
+from xiqa.data.cache import prepare_cache
+from xiqa.data.images import ImageRef
+from xiqa.data.objectcxr import Record
+from xiqa.data.split import write_manifest
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "object-cxr-samples"
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from xiqa.synth import write_synthetic
+from xiqa.data.synth import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xiqa.cache import load_cache, prepare_cache
-from xiqa.pointing import run_pointing
-from xiqa.shards import images_digest, read_shard, write_shard
-from xiqa.split import make_splits, write_manifest
-from xiqa.synth import write_synthetic
+from xiqa.data.cache import load_cache, prepare_cache
+from xiqa.data.split import make_splits, write_manifest
+from xiqa.data.synth import write_synthetic
+from xiqa.evaluation.pointing import run_pointing
+from xiqa.evaluation.shards import images_digest, read_shard, write_shard
 
 
 def smooth_maps(n: int, size: int, seed: int) -> np.ndarray:

@@ -40,9 +40,9 @@ import warnings
 import torch
 from torch import nn
 
-from xiqa.model import build_model
-from xiqa.probe import named_module
+from xiqa.model.network import build_model
 from xiqa.saliency import FAMILIES, PRESETS, explain
+from xiqa.saliency.probe import named_module
 
 PASS_BATCH = 32  # inputs per chunk for the many-pass methods (their default batch_size)
 ONE_PASS = {

@@ -22,10 +22,10 @@ import time
 import torch
 import yaml
 
-from xiqa.model import to_model_input
-from xiqa.predict import load_model_and_cache
+from xiqa.evaluation.sanity import randomisation_correlations, randomisation_stages, sanity_images
+from xiqa.model.network import to_model_input
+from xiqa.model.predict import load_model_and_cache
 from xiqa.saliency import explain
-from xiqa.sanity import randomisation_correlations, randomisation_stages, sanity_images
 
 
 def main() -> None:

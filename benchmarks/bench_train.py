@@ -18,8 +18,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from xiqa.model import build_model, resolve_device
-from xiqa.train import load_batch
+from xiqa.model.network import build_model, resolve_device
+from xiqa.model.train import load_batch
 
 
 def _sync(device: torch.device) -> None:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from xiqa.cli import main
-from xiqa.synth import write_synthetic
+from xiqa.data.synth import write_synthetic
 
 
 @pytest.fixture(scope="session")
@@ -89,8 +89,8 @@ def assert_one_line_error(result, *fragments: str) -> None:
 @pytest.fixture(scope="session")
 def tiny_caches(synthetic_root, tmp_path_factory) -> dict[str, Path]:
     """32x32 image caches of the small synthetic dataset: {'train', 'val', 'test'} -> .h5."""
-    from xiqa.cache import prepare_cache
-    from xiqa.split import make_splits, write_manifest
+    from xiqa.data.cache import prepare_cache
+    from xiqa.data.split import make_splits, write_manifest
 
     out = tmp_path_factory.mktemp("caches")
     caches = {}

@@ -18,12 +18,12 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
 
 from xiqa import __version__, saliency
-from xiqa.dicom import read_dicom_grey
+from xiqa.data.dicom import read_dicom_grey
+from xiqa.data.split import read_manifest
+from xiqa.evaluation.pointing import peak
 from xiqa.explain import OVERLAY_ALPHA, read_radiograph
-from xiqa.model import build_model, load_model, save_model, to_model_input
-from xiqa.pointing import peak
-from xiqa.predict import predict_probs
-from xiqa.split import read_manifest
+from xiqa.model.network import build_model, load_model, save_model, to_model_input
+from xiqa.model.predict import predict_probs
 
 from conftest import assert_one_line_error, run_cli
 
@@ -78,7 +78,7 @@ def write_dicom(
 
 
 def test_jpeg_inputs_become_exactly_the_cached_images(tiny_caches):
-    from xiqa.cache import load_cache
+    from xiqa.data.cache import load_cache
 
     cache = load_cache(tiny_caches["val"])
     records = read_manifest(tiny_caches["val"].with_suffix(".csv"))
@@ -193,7 +193,7 @@ def test_signed_dicom_without_voi_spans_its_minimum_to_maximum(tmp_path):
 
 
 def test_explain_records_match_independent_computations(model_file, tiny_caches, tmp_path):
-    from xiqa.cache import load_cache
+    from xiqa.data.cache import load_cache
 
     cache = load_cache(tiny_caches["val"])
     jpegs = [r.image.path for r in read_manifest(tiny_caches["val"].with_suffix(".csv"))][:3]

@@ -50,7 +50,7 @@ def main() -> None:
 )
 def synth(out: Path, n_train: int, n_dev: int, n_test: int, seed: int, num_workers: int) -> None:
     """Write a synthetic dataset in Object-CXR format to OUT (same seed: identical files)."""
-    from xiqa.synth import write_synthetic
+    from xiqa.data.synth import write_synthetic
 
     write_synthetic(out, n_train, n_dev, n_test, seed=seed, num_workers=num_workers)
 
@@ -73,7 +73,7 @@ def synth(out: Path, n_train: int, n_dev: int, n_test: int, seed: int, num_worke
 @click.option("--seed", type=int, default=0, show_default=True)
 def split(dataset: Path, out: Path, test_size: int, seed: int) -> None:
     """Write the train, val (= dev) and test manifests to OUT/{train,val,test}.csv."""
-    from xiqa.split import make_splits, write_manifest
+    from xiqa.data.split import make_splits, write_manifest
 
     for name, records in make_splits(dataset, test_size=test_size, seed=seed).items():
         write_manifest(records, out / f"{name}.csv")
@@ -92,7 +92,7 @@ def split(dataset: Path, out: Path, test_size: int, seed: int) -> None:
 )
 def prepare(manifest: Path, size: int, out: Path, num_workers: int) -> None:
     """Decode a split manifest's images once into an HDF5 cache of S×S uint8 images."""
-    from xiqa.cache import prepare_cache
+    from xiqa.data.cache import prepare_cache
 
     prepare_cache(manifest, size, out, num_workers=num_workers or None)
 
@@ -209,8 +209,8 @@ def train(
     train_cache: Path, val_cache: Path, out: Path, device: str, restart_if_changed: bool, **recipe
 ) -> None:
     """Train the classifier; re-running with the same --out resumes after the last epoch."""
-    from xiqa.train import TrainConfig
-    from xiqa.train import train as run_training
+    from xiqa.model.train import TrainConfig
+    from xiqa.model.train import train as run_training
 
     metrics = run_training(
         train_cache,
@@ -252,7 +252,7 @@ def predict(
     device: str,
 ) -> None:
     """P(foreign object) for every image of a cache."""
-    from xiqa.predict import run_predict
+    from xiqa.model.predict import run_predict
 
     metrics = run_predict(model_path, images, out, metrics_out, batch_size, device)
     if metrics["auc"] is not None:
@@ -304,7 +304,7 @@ def saliency(
     device: str,
 ) -> None:
     """Saliency maps of one method for one shard of a split's images."""
-    from xiqa.shards import run_saliency
+    from xiqa.evaluation.shards import run_saliency
 
     run_saliency(
         model_path,
@@ -368,7 +368,7 @@ def sanity(
     """Model-parameter randomisation test (Adebayo et al. 2018) of one saliency method: the
     Spearman correlation of |maps| between the trained model and copies randomised from the
     output down, stage by stage."""
-    from xiqa.sanity import run_sanity, summarise
+    from xiqa.evaluation.sanity import run_sanity, summarise
 
     results = run_sanity(
         model_path,
@@ -411,7 +411,7 @@ def pointing(
     images: Path, tau: float, out: Path, model_path: Path | None, shards: tuple[Path, ...]
 ) -> None:
     """Score one method's saliency SHARDS of a split with the pointing game."""
-    from xiqa.pointing import run_pointing
+    from xiqa.evaluation.pointing import run_pointing
 
     counts = run_pointing(images, shards, tau, out, model_path)
     accuracy = counts["hits"] / counts["n"] if counts["n"] else float("nan")
@@ -460,8 +460,8 @@ def aggregate(
     randomisation test, classification AUC) and figures."""
     import json
 
-    from xiqa.aggregate import DEFAULT_CURVE_FACTORS
-    from xiqa.aggregate import aggregate as run_aggregate
+    from xiqa.evaluation.tables import DEFAULT_CURVE_FACTORS
+    from xiqa.evaluation.tables import aggregate as run_aggregate
 
     factors = DEFAULT_CURVE_FACTORS
     if curve_factors is not None:

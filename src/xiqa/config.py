@@ -39,7 +39,7 @@ def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None
         raise InputError(f"config key {where}: {message}")
     check_paths(config)
     arch = config.get("train", {}).get("arch", "resnet34")
-    from xiqa.model import architectures
+    from xiqa.model.network import architectures
 
     if arch not in architectures():
         raise InputError(f"config key train.arch: unknown architecture {arch!r}")
@@ -60,9 +60,9 @@ def check_methods(methods: dict[str, dict[str, Any]], arch: str) -> None:
     """Each method entry resolves to a family, parameters it takes and layers ``arch`` has."""
     import torch
 
-    from xiqa.model import build_model
-    from xiqa.probe import named_module
+    from xiqa.model.network import build_model
     from xiqa.saliency import resolve_method
+    from xiqa.saliency.probe import named_module
 
     model = None
     for method, entry in methods.items():

@@ -1,7 +1,7 @@
 """``xiqa explain``: saliency maps of new radiographs (JPEG, PNG or DICOM) from a trained model.
 
 Each image becomes exactly what the model saw in training: JPEG and PNG go through the image
-cache's decoder (:func:`xiqa.data.decode_image`); DICOM becomes 8-bit grey (:mod:`xiqa.dicom`)
+cache's decoder (:func:`xiqa.data.decode_image`); DICOM becomes 8-bit grey (:mod:`xiqa.data.dicom`)
 and is resized by the same :func:`xiqa.data.resize_square`. The target is the foreign-object
 class. For each input, ``OUT/{stem}.{method}.png`` shows the map over the radiograph at its own
 aspect ratio with the peak ringed, and ``OUT/{stem}.{method}.json`` records the probability, the
@@ -23,14 +23,14 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from xiqa import __version__
-from xiqa.data import ImageRef, decode_image, decoding_errors, open_image, resize_square
-from xiqa.dicom import is_dicom, read_dicom_grey
+from xiqa.data.dicom import is_dicom, read_dicom_grey
+from xiqa.data.images import ImageRef, decode_image, decoding_errors, open_image, resize_square
 from xiqa.errors import InputError
+from xiqa.evaluation.pointing import peak
+from xiqa.evaluation.shards import sha256_file
 from xiqa.io import progress_bar, staged_outputs
-from xiqa.model import load_model, resolve_device, to_model_input, use_full_fp32
-from xiqa.pointing import peak
+from xiqa.model.network import load_model, resolve_device, to_model_input, use_full_fp32
 from xiqa.saliency import explain_with_logits, resolve_method
-from xiqa.shards import sha256_file
 
 FOREIGN_OBJECT = 1  # the class explained: "foreign object present"
 RECORD_FORMAT = "xiqa-explanation/1"

@@ -27,8 +27,8 @@ import torch
 import yaml
 from PIL import Image
 
-from xiqa.model import build_model, save_model
-from xiqa.shards import run_saliency
+from xiqa.evaluation.shards import run_saliency
+from xiqa.model.network import build_model, save_model
 
 from conftest import assert_one_line_error, copy_workflow, make_dataset, run_cli
 

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from xiqa.model import build_model, save_model
-from xiqa.synth import write_synthetic
+from xiqa.data.synth import write_synthetic
+from xiqa.model.network import build_model, save_model
 
 from conftest import copy_workflow, run_cli
 

@@ -19,7 +19,7 @@ import xiqa
 
 from conftest import REPO, copy_workflow, make_dataset
 
-SOURCES = sorted((REPO / "src" / "xiqa").glob("*.py"))
+SOURCES = sorted((REPO / "src" / "xiqa").rglob("*.py"))
 
 
 def test_every_torch_load_is_weights_only():
@@ -47,8 +47,8 @@ def test_no_code_runs_a_shell_or_unpickles():
 
 
 def test_pil_decompression_bomb_guard_stays_on():
-    for module in pkgutil.iter_modules(xiqa.__path__):
-        importlib.import_module(f"xiqa.{module.name}")
+    for module in pkgutil.walk_packages(xiqa.__path__, "xiqa."):
+        importlib.import_module(module.name)
     assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS <= 2 * 89_478_485
 
 

@@ -1,0 +1,343 @@
+"""Figures of the study, each as PNG (for the report) and PDF (for papers).
+
+- ``examples``: Figure-2-style rows for the images with the most objects: the X-ray with its
+  ground-truth boxes, then each compared method's map over the X-ray with its peak (a circle of
+  radius tau: green when it hits, red when it misses).
+- ``failures``: where the main NormGrad method misses.
+- ``misclassified``: positive images the classifier called clean (P < 0.5), with the map.
+- ``pointing_accuracy``: accuracy per method and split with 95% Wilson intervals.
+- ``roc``: ROC curves per split with AUC and bootstrap interval.
+- ``pointing_curve``: pointing accuracy against the tolerance, per method and split.
+- ``sanity_randomisation``: the model-parameter randomisation test, mean Spearman correlation
+  with the trained model's maps as the model is randomised from the output down.
+Maps use a perceptually uniform colour map (inferno), half transparent over the X-ray.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Circle, Rectangle  # noqa: E402
+
+from xiqa.data.cache import load_cache  # noqa: E402
+from xiqa.evaluation.shards import read_maps  # noqa: E402
+from xiqa.io import atomic_output  # noqa: E402
+
+FIGURE_NAMES = (
+    "examples",
+    "failures",
+    "misclassified",
+    "pointing_accuracy",
+    "roc",
+    "pointing_curve",
+    "sanity_randomisation",
+)
+PANEL_METHODS = ("normgrad-conv1x1-single", "gradcam", "normgrad-conv1x1-combined")
+GALLERY = 8
+
+
+def _save(figure, folder: Path, name: str) -> None:
+    for suffix in ("png", "pdf"):
+        with atomic_output(folder / f"{name}.{suffix}") as tmp:
+            figure.savefig(tmp, format=suffix, dpi=150, bbox_inches="tight")
+    plt.close(figure)
+
+
+def _pointing_rows(results: Path, method: str, split: str) -> dict[str, dict[str, str]]:
+    with open(results / "pointing" / method / f"{split}.csv", newline="") as f:
+        return {row["image_name"]: row for row in csv.DictReader(f)}
+
+
+def _xray(ax, image: np.ndarray, boxes: np.ndarray) -> None:
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+    for x0, y0, x1, y1 in boxes:
+        ax.add_patch(
+            Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="#00e5ff", linewidth=1.2)
+        )
+    ax.set_axis_off()
+
+
+def _overlay(ax, image, boxes, saliency, row, tau, title) -> None:
+    _xray(ax, image, boxes)
+    span = saliency.max() - saliency.min()
+    scaled = (saliency - saliency.min()) / span if span > 0 else np.zeros_like(saliency)
+    ax.imshow(scaled, cmap="inferno", alpha=0.5, vmin=0, vmax=1)
+    if row is not None and row["counted"] == "1":
+        colour = "#39ff14" if row["hit"] == "1" else "#ff3030"
+        x, y = float(row["peak_x"]), float(row["peak_y"])
+        ax.add_patch(Circle((x, y), tau, fill=False, edgecolor=colour, linewidth=1.5))
+        ax.plot([x], [y], marker="+", color=colour, markersize=8, markeredgewidth=1.5)
+        title += " — hit" if row["hit"] == "1" else " — miss"
+    ax.set_title(title, fontsize=8)
+
+
+def _load(results: Path, split: str, names: list[str], methods: list[str]):
+    cache = load_cache(results / "cache" / f"{split}.h5")
+    index = {name: i for i, name in enumerate(cache.image_name)}
+    maps = {
+        m: read_maps(sorted((results / "saliency" / m / split).glob("*.h5")), set(names))
+        for m in methods
+    }
+    rows = {m: _pointing_rows(results, m, split) for m in methods}
+    return cache, index, maps, rows
+
+
+def _rows_figure(results, split, names, methods, tau, folder) -> None:
+    """Figure-2 layout: per image, the X-ray with its boxes, then one overlay per method."""
+    cache, index, maps, rows = _load(results, split, names, methods)
+    figure, axes = plt.subplots(
+        len(names),
+        1 + len(methods),
+        squeeze=False,
+        figsize=(2.2 * (1 + len(methods)), 2.3 * len(names)),
+    )
+    for r, name in enumerate(names):
+        i = index[name]
+        image, boxes = cache.images[i], cache.boxes_of(i)
+        _xray(axes[r, 0], image, boxes)
+        axes[r, 0].set_title(f"{name} ({len(boxes)} objects)", fontsize=8)
+        for c, method in enumerate(methods, start=1):
+            if name in maps[method]:
+                _overlay(
+                    axes[r, c],
+                    image,
+                    boxes,
+                    maps[method][name],
+                    rows[method].get(name),
+                    tau,
+                    method,
+                )
+            else:
+                axes[r, c].set_axis_off()
+    figure.tight_layout()
+    _save(figure, folder, "examples")
+
+
+def _gallery(results, split, names, method, tau, heading, empty, name, folder) -> None:
+    """Overlays of one method's maps, four to a row; a figure saying ``empty`` when none."""
+    if not names:
+        figure, ax = plt.subplots(figsize=(4, 0.8))
+        ax.text(0.5, 0.5, empty, ha="center", va="center")
+        ax.set_axis_off()
+        _save(figure, folder, name)
+        return
+    cache, index, maps, rows = _load(results, split, names, [method])
+    columns = min(4, len(names))
+    count = -(-len(names) // columns)
+    figure, axes = plt.subplots(
+        count, columns, squeeze=False, figsize=(2.4 * columns, 2.5 * count + 0.3)
+    )
+    for ax in axes.flat[len(names) :]:
+        ax.set_axis_off()
+    for ax, image_name in zip(axes.flat, names, strict=False):
+        i = index[image_name]
+        _overlay(
+            ax,
+            cache.images[i],
+            cache.boxes_of(i),
+            maps[method][image_name],
+            rows[method].get(image_name),
+            tau,
+            image_name,
+        )
+    figure.suptitle(heading, fontsize=9)
+    figure.tight_layout()
+    _save(figure, folder, name)
+
+
+def make_figures(
+    results: Path,
+    methods: dict[str, dict[str, Any]],
+    splits: list[str],
+    table: list[dict[str, Any]],
+    curves: dict[str, dict],
+    tau: float,
+    folder: Path,
+) -> None:
+    """Every figure of the study into ``folder``, from the tables and the ``results`` folder."""
+    split = splits[-1]  # the test split when there is one
+    panel = [m for m in PANEL_METHODS if m in methods] or list(methods)[:3]
+    main = next((m for m in panel if methods[m]["family"] == "normgrad"), panel[0])
+
+    pointing = _pointing_rows(results, main, split)
+    counted = [r for r in pointing.values() if r["counted"] == "1"]
+    most = sorted(counted, key=lambda r: (-int(r["n_boxes"]), r["image_name"]))[:4]
+    if most:
+        _rows_figure(results, split, [r["image_name"] for r in most], panel, tau, folder)
+    misses = [r["image_name"] for r in counted if r["hit"] == "0"][:GALLERY]
+    _gallery(
+        results,
+        split,
+        misses,
+        main,
+        tau,
+        f"{main} misses ({split})",
+        f"{main} hits every image of {split}.",
+        "failures",
+        folder,
+    )
+    with open(results / "predictions" / f"{split}.csv", newline="") as f:
+        missed = [
+            r["image_name"]
+            for r in csv.DictReader(f)
+            if r["label"] == "1" and float(r["prob"]) < 0.5 and r["image_name"] in pointing
+        ]
+    _gallery(
+        results,
+        split,
+        missed[:GALLERY],
+        main,
+        tau,
+        f"positive images called clean ({split}), {main} maps",
+        f"No misclassified positive image in {split}.",
+        "misclassified",
+        folder,
+    )
+
+    figure, ax = plt.subplots(figsize=(max(5, 0.7 * len(table) * len(splits)), 3.5))
+    width = 0.8 / len(splits)
+    x = np.arange(len(table))
+    for k, s in enumerate(splits):
+        acc = np.array([row[f"{s}_accuracy"] for row in table])
+        low = np.clip(acc - np.array([row[f"{s}_ci_low"] for row in table]), 0, None)
+        high = np.clip(np.array([row[f"{s}_ci_high"] for row in table]) - acc, 0, None)
+        ax.bar(
+            x + k * width,
+            acc,
+            width,
+            yerr=[low, high],
+            capsize=2,
+            label=s,
+            color=plt.cm.viridis(0.25 + 0.5 * k / max(1, len(splits) - 1)),
+        )
+    ax.set_xticks(
+        x + width * (len(splits) - 1) / 2,
+        [row["name"] for row in table],
+        rotation=40,
+        ha="right",
+        fontsize=7,
+    )
+    ax.set_ylabel(f"pointing accuracy (τ = {tau:g} px)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    _save(figure, folder, "pointing_accuracy")
+
+    figure, ax = plt.subplots(figsize=(3.8, 3.6))
+    for k, (s, metrics) in enumerate(curves.items()):
+        if metrics["auc"] is None:
+            continue
+        low, high = metrics["auc_ci95"]
+        ax.plot(
+            metrics["roc_fpr"],
+            metrics["roc_tpr"],
+            color=plt.cm.viridis(0.2 + 0.6 * k / max(1, len(curves) - 1)),
+            label=f"{s}: AUC {metrics['auc']:.3f} [{low:.3f}, {high:.3f}]",
+        )
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    _save(figure, folder, "roc")
+
+
+def _method_colours(names: list[str]) -> dict[str, Any]:
+    palette = plt.cm.tab20 if len(names) > 10 else plt.cm.tab10
+    return {name: palette(k % palette.N) for k, name in enumerate(names)}
+
+
+def _method_line_styles(names: list[str]) -> dict[str, str]:
+    """Solid for the first 20 methods, then dashed, then dotted: colours repeat after 20."""
+    return {name: ("-", "--", ":")[k // plt.cm.tab20.N % 3] for k, name in enumerate(names)}
+
+
+def pointing_curve_figure(
+    folder: Path, curve: list[dict[str, Any]], splits: list[str], tau: float
+) -> None:
+    """Accuracy against tolerance, one panel per split, one line per method; a dashed line at
+    the table's tau."""
+    names = list(dict.fromkeys(row["name"] for row in curve))
+    colours, styles = _method_colours(names), _method_line_styles(names)
+    figure, axes = plt.subplots(
+        1, len(splits), squeeze=False, sharey=True, figsize=(4 * len(splits) + 2.2, 3.6)
+    )
+    for ax, split in zip(axes[0], splits, strict=True):
+        for name in names:
+            rows = [r for r in curve if r["name"] == name and r["split"] == split]
+            ax.plot(
+                [r["tau"] for r in rows],
+                [r["accuracy"] for r in rows],
+                marker=".",
+                markersize=4,
+                linewidth=1.2,
+                color=colours[name],
+                linestyle=styles[name],
+                label=name,
+            )
+        ax.axvline(tau, color="grey", linestyle="--", linewidth=1)
+        ax.set_title(split, fontsize=9)
+        ax.set_xlabel("tolerance τ (px)")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlim(left=0)
+    axes[0, 0].set_ylabel("pointing accuracy")
+    axes[0, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    figure.tight_layout()
+    _save(figure, folder, "pointing_curve")
+
+
+CAM_FAMILIES = {"gradcam", "gradcam-plusplus", "xgradcam", "layercam", "hirescam", "scorecam"}
+
+
+def _panel_of(family: str) -> str:
+    if family == "normgrad":
+        return "NormGrad"
+    return "CAM methods" if family in CAM_FAMILIES else "gradient and perturbation methods"
+
+
+def sanity_figure(
+    folder: Path, table: list[dict[str, Any]], methods: dict[str, dict[str, Any]]
+) -> None:
+    """Mean Spearman correlation (band: ± 1 SD over images) against the stage the model is
+    randomised down to, one line per method, one panel per kind of method (NormGrad, CAMs,
+    gradient and perturbation methods); a method whose maps are constant has no line."""
+    names = list(dict.fromkeys(row["name"] for row in table))
+    stages = list(dict.fromkeys(row["stage"] for row in table))
+    panels: dict[str, list[str]] = {}
+    for name in names:
+        panels.setdefault(_panel_of(methods[name]["family"]), []).append(name)
+    figure, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(len(panels) * max(3.2, 0.4 * len(stages) + 1.2), 4.6),
+        sharey=True,
+        squeeze=False,
+    )
+    for ax, (title, members) in zip(axes[0], panels.items(), strict=True):
+        colours = _method_colours(members)
+        for name in members:
+            rows = [r for r in table if r["name"] == name]
+            x = np.array([stages.index(r["stage"]) for r in rows])
+            mean = np.array([r["mean"] for r in rows], dtype=float)
+            sd = np.nan_to_num(np.array([r["sd"] for r in rows], dtype=float))
+            label = name if np.isfinite(mean).any() else f"{name} (constant maps)"
+            ax.plot(
+                x, mean, marker="o", markersize=3, linewidth=1.2, color=colours[name], label=label
+            )
+            ax.fill_between(x, mean - sd, mean + sd, color=colours[name], alpha=0.08, linewidth=0)
+        ax.axhline(0, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xticks(range(len(stages)), stages, rotation=40, ha="right", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("randomised from the output down to", fontsize=8)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.5), ncol=1)
+    axes[0][0].set_ylabel("Spearman correlation of |maps|\nwith the trained model's")
+    axes[0][0].set_ylim(min(-0.1, axes[0][0].get_ylim()[0]), 1.05)
+    figure.tight_layout()
+    _save(figure, folder, "sanity_randomisation")

@@ -1,0 +1,209 @@
+"""The Pointing Game (docs/protocol.md §4), computed from box geometry, the energy-based pointing
+game, and ``xiqa pointing``.
+
+Per image, in the model-input space: the peak is the first maximum of the map in row-major order;
+a box covers the integer pixels int(x0) <= x < int(x1), int(y0) <= y < int(y1) (truncated,
+right/bottom edge exclusive; a box that truncates to zero width or height has none); the map
+hits when some box pixel lies at distance < tau from the peak. Images without a non-empty box do
+not count.
+
+The energy-based pointing game (Wang et al., Score-CAM, CVPRW 2020) scores the whole map, not its
+peak: the share of the map's mass that lies on box pixels (the union of the boxes, each pixel
+once, the same pixels as above, clipped to the map). Mass is the map's positive part: negative
+values (evidence against the class, in signed maps) count as zero, so the share lies in [0, 1];
+a map without positive mass has no share (NaN). A uniform map scores the boxes' area share.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from xiqa.data.cache import load_cache
+from xiqa.errors import InputError
+from xiqa.evaluation.shards import images_digest, read_shard, sha256_file
+from xiqa.io import atomic_output, progress_bar
+
+POINTING_COLUMNS = (
+    "image_name",
+    "peak_x",
+    "peak_y",
+    "n_ties",
+    "distance",
+    "hit",
+    "label",
+    "prob",
+    "counted",
+    "n_boxes",
+    "energy",
+    "box_share",
+)
+# Attributes every shard of one method and split must share.
+SHARED_ATTRS = (
+    "method",
+    "params",
+    "checkpoint_sha256",
+    "input_size",
+    "target_policy",
+    "n_shards",
+    "images_digest",
+    "max_images",
+)
+
+
+def peak(saliency_map: np.ndarray) -> tuple[int, int, int]:
+    """(x, y) of the first maximum in row-major order, and how many pixels tie with it."""
+    flat = np.asarray(saliency_map).ravel()
+    if not np.isfinite(flat).all():
+        raise ValueError("saliency map has NaN or infinite values")
+    index = int(np.argmax(flat))
+    ties = int(np.count_nonzero(flat == flat[index]))
+    y, x = divmod(index, saliency_map.shape[1])
+    return x, y, ties
+
+
+def box_pixel_bounds(boxes: np.ndarray) -> np.ndarray:
+    """(K, 4) int64 x_lo, y_lo, x_hi, y_hi: box k covers columns x_lo <= x < x_hi and rows
+    y_lo <= y < y_hi (each coordinate truncated towards zero)."""
+    return np.trunc(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)).astype(np.int64)
+
+
+def box_distances(x: int, y: int, boxes: np.ndarray) -> np.ndarray:
+    """Distance from pixel (x, y) to the nearest pixel of each box (inf for empty boxes)."""
+    x_lo, y_lo, x_hi, y_hi = box_pixel_bounds(boxes).T  # pixels x_lo .. x_hi - 1
+    dx = np.maximum(np.maximum(x_lo - x, x - (x_hi - 1)), 0)
+    dy = np.maximum(np.maximum(y_lo - y, y - (y_hi - 1)), 0)
+    distance = np.hypot(dx, dy)
+    return np.where((x_hi > x_lo) & (y_hi > y_lo), distance, np.inf)
+
+
+def nearest_box_distance(x: int, y: int, boxes: np.ndarray) -> float:
+    """Distance from (x, y) to the nearest pixel of any box; inf when no box has pixels."""
+    return float(box_distances(x, y, boxes).min(initial=np.inf))
+
+
+def pointing_hit(
+    saliency_map: np.ndarray, boxes: np.ndarray, tau: float
+) -> tuple[bool, int, int, float]:
+    """(hit, peak_x, peak_y, distance) for one 2-D map and boxes (K, 4) = x0, y0, x1, y1 in map
+    pixels; distance is to the nearest box pixel (inf when no box has pixels, which is no hit).
+    """
+    x, y, _ = peak(saliency_map)
+    distance = nearest_box_distance(x, y, boxes)
+    return distance < tau, x, y, distance
+
+
+def box_mask(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean (H, W) mask of the pixels of a map of ``shape`` that some box covers."""
+    height, width = shape
+    mask = np.zeros((height, width), dtype=bool)
+    for x_lo, y_lo, x_hi, y_hi in box_pixel_bounds(boxes):
+        mask[max(y_lo, 0) : max(y_hi, 0), max(x_lo, 0) : max(x_hi, 0)] = True
+    return mask
+
+
+def energy_share(saliency_map: np.ndarray, boxes: np.ndarray) -> float:
+    """Energy-based pointing game: the share of the map's positive mass on box pixels (NaN when
+    the map has no positive mass)."""
+    return mass_share(saliency_map, box_mask(boxes, np.shape(saliency_map)))
+
+
+def mass_share(saliency_map: np.ndarray, mask: np.ndarray) -> float:
+    """The share of the map's positive mass on the pixels of ``mask`` (NaN without mass)."""
+    mass = np.clip(np.asarray(saliency_map, dtype=np.float64), 0, None)
+    total = mass.sum()
+    if not total > 0:
+        return math.nan
+    return float(mass[mask].sum() / total)
+
+
+def run_pointing(
+    images_path: str | os.PathLike,
+    shard_paths: Sequence[str | os.PathLike],
+    tau: float,
+    out: str | os.PathLike,
+    model_path: str | os.PathLike | None = None,
+) -> dict[str, float]:
+    """Score every map of one method's shards against the cache's boxes; write the per-image
+    CSV. Refuses shards that disagree with each other, whose images are not the cache's, or
+    (given ``model_path``) that were not made by that checkpoint."""
+    if not tau > 0:
+        raise InputError(f"--tau {tau}: the tolerance must be positive")
+    if not shard_paths:
+        raise InputError("no saliency shards given")
+    cache = load_cache(images_path, with_images=False)
+    expect = {"images_digest": images_digest(cache), "input_size": cache.size}
+    if model_path is not None:
+        if not os.path.isfile(model_path):
+            raise InputError(f"{model_path}: model not found")
+        expect["checkpoint_sha256"] = sha256_file(model_path)
+    first = None
+    seen_shards: dict[int, str] = {}
+    rows = []
+    for path in progress_bar(iterable=list(shard_paths), desc="pointing", unit="shard"):
+        shard = read_shard(path, expect=expect)
+        if first is None:
+            first = shard
+        for key in SHARED_ATTRS:
+            if shard.attrs[key] != first.attrs[key]:
+                raise InputError(
+                    f"{path}: {key} {shard.attrs[key]!r} differs from "
+                    f"{first.path}'s {first.attrs[key]!r}"
+                )
+        number = shard.attrs["shard"]
+        if number in seen_shards:
+            raise InputError(f"{path}: shard {number} is also given as {seen_shards[number]}")
+        seen_shards[number] = str(path)
+        for k, index in enumerate(shard.index):
+            if cache.image_name[index] != shard.image_name[k]:
+                raise InputError(
+                    f"{path}: map {k} is of {shard.image_name[k]!r} but row {index} "
+                    f"of {images_path} is {cache.image_name[index]!r}"
+                )
+            boxes = cache.boxes_of(int(index))
+            try:
+                x, y, ties = peak(shard.maps[k])
+            except ValueError as exc:
+                raise InputError(f"{path}: map of {shard.image_name[k]!r}: {exc}") from None
+            distance = nearest_box_distance(x, y, boxes)
+            counted = bool(np.isfinite(distance))  # some box has pixels
+            mask = box_mask(boxes, shard.maps[k].shape)
+            energy = mass_share(shard.maps[k], mask) if counted else math.nan
+            box_share = float(mask.mean())
+            rows.append(
+                {
+                    "image_name": shard.image_name[k],
+                    "peak_x": x,
+                    "peak_y": y,
+                    "n_ties": ties,
+                    # Full precision: the pointing curve re-thresholds it at other tolerances.
+                    "distance": distance if counted else "",
+                    "hit": int(distance < tau) if counted else "",
+                    "label": int(cache.label[index]),
+                    "prob": f"{shard.prob[k]:.6f}",
+                    "counted": int(counted),
+                    "n_boxes": len(boxes),
+                    "energy": "" if math.isnan(energy) else energy,
+                    "box_share": box_share if counted else "",
+                }
+            )
+    expected = set(range(first.attrs["n_shards"]))
+    if set(seen_shards) != expected:
+        raise InputError(
+            f"shards {sorted(expected - set(seen_shards))} of {first.attrs['method']!r} are missing"
+        )
+    with atomic_output(out) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, POINTING_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    counted = [r for r in rows if r["counted"]]
+    energies = [r["energy"] for r in counted if r["energy"] != ""]
+    return {
+        "n": len(counted),
+        "hits": sum(r["hit"] for r in counted),
+        "mean_energy": float(np.mean(energies)) if energies else math.nan,
+    }

@@ -1,0 +1,495 @@
+"""``xiqa aggregate``: the paper's Table 2 with uncertainty, the classification table, figures.
+
+Inputs follow the workflow's layout under a results folder: ``pointing/{method}/{split}.csv``,
+``predictions/{split}.csv``, ``cache/{split}.h5`` and ``saliency/{method}/{split}/*.h5``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xiqa.errors import InputError
+from xiqa.evaluation.pointing import POINTING_COLUMNS
+from xiqa.evaluation.sanity import read_sanity, summarise
+from xiqa.evaluation.stats import bootstrap_mean_ci, mcnemar_exact, wilson_interval
+from xiqa.io import atomic_output, staged_outputs
+from xiqa.model.predict import classification_metrics
+from xiqa.saliency import PRESETS
+
+# docs/protocol.md §5: the paper's Table 2 (tau = 25 at 600x600). Guided Grad-CAM's test value is
+# garbled in the published text (about 0.33) and left out.
+PAPER_TABLE = {
+    "normgrad-scaling-single": (0.878, 0.854),
+    "normgrad-scaling-combined": (0.878, 0.846),
+    "normgrad-conv1x1-single": (0.876, 0.856),
+    "normgrad-conv1x1-combined": (0.880, 0.846),
+    "normgrad-conv3x3-single": (0.874, 0.862),
+    "normgrad-conv3x3-combined": (0.880, 0.850),
+    "normgrad-bias-single": (0.120, 0.112),
+    "normgrad-bias-combined": (0.776, 0.766),
+    "input-x-gradient": (0.246, 0.240),
+    "guided-backprop": (0.208, 0.188),
+    "guided-gradcam": (0.348, None),
+    "gradcam": (0.684, 0.656),
+}
+# The pointing curve's tolerances as multiples of tau: 0.25 tau to 4 tau in steps of 0.25.
+DEFAULT_CURVE_FACTORS = tuple(k / 4 for k in range(1, 17))
+FAMILY_LABELS = {
+    "normgrad": "NormGrad",
+    "gradcam": "Grad-CAM",
+    "guided-gradcam": "Guided Grad-CAM",
+    "guided-backprop": "Guided BP",
+    "input-x-gradient": "Input×Grad",
+    "gradcam-plusplus": "Grad-CAM++",
+    "xgradcam": "XGrad-CAM",
+    "layercam": "LayerCAM",
+    "hirescam": "HiResCAM",
+    "scorecam": "Score-CAM",
+    "rise": "RISE",
+    "integrated-gradients": "Integrated Gradients",
+    "smoothgrad": "SmoothGrad",
+}
+
+
+@dataclass
+class MethodResult:
+    """One method's pointing results on one split, over the counted images (those with a box
+    pixel)."""
+
+    hits: dict[str, int] = field(default_factory=dict)  # image name -> 0/1
+    distance: dict[str, float] = field(default_factory=dict)  # peak to nearest box pixel
+    energy: dict[str, float] = field(default_factory=dict)  # NaN: no positive mass
+    box_share: dict[str, float] = field(default_factory=dict)  # the boxes' area share
+    tied: int = 0  # maps whose maximum is shared by several pixels
+
+    @property
+    def n(self) -> int:
+        return len(self.hits)
+
+    @property
+    def accuracy(self) -> float:
+        return sum(self.hits.values()) / self.n if self.n else math.nan
+
+
+def read_pointing(path: Path) -> MethodResult:
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in POINTING_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(
+                    f"{path}: not a pointing CSV of this xiqa version (no column "
+                    f"{', '.join(missing)}); rerun xiqa pointing (snakemake --forcerun pointing)"
+                )
+            rows = list(reader)
+    except FileNotFoundError:
+        raise InputError(f"{path}: pointing results not found") from None
+    result = MethodResult()
+    for line, row in enumerate(rows, start=2):
+        if row["counted"] != "1":
+            continue
+        name = row["image_name"]
+        try:
+            result.hits[name] = int(row["hit"])
+            result.distance[name] = float(row["distance"])
+            result.energy[name] = float(row["energy"]) if row["energy"] else math.nan
+            result.box_share[name] = float(row["box_share"])
+            result.tied += int(row["n_ties"]) > 1
+        except ValueError:
+            raise InputError(f"{path}: line {line}: not an xiqa pointing row") from None
+    return result
+
+
+def read_scores(
+    results: Path, methods: dict[str, Any], splits: list[str]
+) -> dict[tuple[str, str], MethodResult]:
+    """Every method's pointing results per split, from ``results/pointing/{method}/{split}.csv``."""
+    return {
+        (m, s): read_pointing(results / "pointing" / m / f"{s}.csv")
+        for m in methods
+        for s in splits
+    }
+
+
+def method_columns(name: str, entry: dict[str, Any]) -> dict[str, str]:
+    """The first columns of a table row: the config name and :func:`describe`'s three."""
+    method, layer_type, heatmap = describe(entry)
+    return {"name": name, "method": method, "layer_type": layer_type, "heatmap": heatmap}
+
+
+def describe(entry: dict[str, Any]) -> tuple[str, str, str]:
+    """(method, layer type, heat-map) columns of Table 2 for a config entry."""
+    family = entry["family"]
+    if family == "normgrad":
+        layers = entry.get("layers", ["layer4.2"])
+        return (
+            "NormGrad",
+            entry.get("virtual_layer", "conv1x1"),
+            "single" if len(layers) == 1 else "combined",
+        )
+    return FAMILY_LABELS.get(family, family), "–", "–"
+
+
+def pointing_table(
+    scores: dict[tuple[str, str], MethodResult],
+    methods: dict[str, dict[str, Any]],
+    splits: list[str],
+    paper: bool,
+) -> list[dict[str, Any]]:
+    """Rows of the pointing table: accuracy, n, Wilson 95% CI, exact McNemar p against the best
+    NormGrad method of the split (on the same images), share of tied peaks, paper value."""
+    best = {}
+    for split in splits:
+        normgrad = [m for m in methods if methods[m]["family"] == "normgrad"]
+        best[split] = max(normgrad, key=lambda m: scores[m, split].accuracy, default=None)
+    rows = []
+    for name, entry in methods.items():
+        row = method_columns(name, entry)
+        for split in splits:
+            result = scores[name, split]
+            low, high = wilson_interval(sum(result.hits.values()), result.n)
+            p = ""
+            reference = best[split]
+            if reference is not None and reference != name:
+                other = scores[reference, split].hits
+                shared = result.hits.keys() & other.keys()
+                only_this = sum(result.hits[k] and not other[k] for k in shared)
+                only_best = sum(other[k] and not result.hits[k] for k in shared)
+                p = mcnemar_exact(only_this, only_best)
+            published = PAPER_TABLE.get(name, (None, None))
+            same_setup = paper and PRESETS.get(name) == entry and split in ("val", "test")
+            paper_value = published[("val", "test").index(split)] if same_setup else None
+            row.update(
+                {
+                    f"{split}_accuracy": result.accuracy,
+                    f"{split}_hits": sum(result.hits.values()),
+                    f"{split}_n": result.n,
+                    f"{split}_ci_low": low,
+                    f"{split}_ci_high": high,
+                    f"{split}_p_vs_best": p,
+                    f"{split}_best_normgrad": reference or "",
+                    f"{split}_tied_peaks": result.tied / result.n if result.n else math.nan,
+                    f"{split}_paper": "" if paper_value is None else paper_value,
+                }
+            )
+        rows.append(row)
+    return rows
+
+
+def curve_taus(tau: float, factors: Sequence[float]) -> list[float]:
+    """The pointing curve's tolerances: tau times each factor, and tau itself, ascending."""
+    bad = [f for f in factors if not (math.isfinite(f) and f > 0)]
+    if bad:
+        raise InputError(f"--curve-factors: {bad[0]:g} is not a positive multiple of tau")
+    return sorted({tau * f for f in factors} | {tau})
+
+
+def pointing_curve(
+    scores: dict[tuple[str, str], MethodResult], taus: list[float], tau: float
+) -> list[dict[str, Any]]:
+    """Pointing accuracy at each tolerance, re-thresholding the stored peak-to-box distances
+    with the rule of the table (distance < tau, strict); at ``tau`` it is the table's value."""
+    rows = []
+    for (name, split), result in scores.items():
+        distances = np.array(list(result.distance.values()))
+        for t in taus:
+            hits = int(np.count_nonzero(distances < t))
+            low, high = wilson_interval(hits, result.n)
+            rows.append(
+                {
+                    "name": name,
+                    "split": split,
+                    "tau": t,
+                    "tau_factor": t / tau,
+                    "hits": hits,
+                    "n": result.n,
+                    "accuracy": hits / result.n if result.n else math.nan,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+    return rows
+
+
+def energy_table(
+    scores: dict[tuple[str, str], MethodResult],
+    methods: dict[str, dict[str, Any]],
+    splits: list[str],
+) -> list[dict[str, Any]]:
+    """Rows of the energy-based pointing table: per split, the mean share of map mass on box
+    pixels with its 95% percentile-bootstrap interval, over the maps with positive mass (n);
+    the maps without (no_mass); and the mean box area share, which a uniform map would score."""
+    rows = []
+    for name, entry in methods.items():
+        row = method_columns(name, entry)
+        for split in splits:
+            result = scores[name, split]
+            energy = np.array(list(result.energy.values()))
+            defined = energy[np.isfinite(energy)]
+            low, high = bootstrap_mean_ci(defined)
+            row.update(
+                {
+                    f"{split}_energy": float(defined.mean()) if len(defined) else math.nan,
+                    f"{split}_ci_low": low,
+                    f"{split}_ci_high": high,
+                    f"{split}_n": len(defined),
+                    f"{split}_no_mass": len(energy) - len(defined),
+                    f"{split}_box_share": (
+                        float(np.mean(list(result.box_share.values()))) if result.n else math.nan
+                    ),
+                }
+            )
+        rows.append(row)
+    return rows
+
+
+def energy_markdown(rows: list[dict[str, Any]], splits: list[str]) -> str:
+    header = ["Method", "Layer type", "Heat-map"]
+    for split in splits:
+        n = max((row[f"{split}_n"] for row in rows), default=0)
+        header.append(f"{split} energy share [95% CI] (n = {n})")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * len(splits)]
+    for row in rows:
+        cells = [row["method"], row["layer_type"], row["heatmap"]]
+        for split in splits:
+            n = max(r[f"{split}_n"] for r in rows)
+            fewer = f" (n = {row[f'{split}_n']})" if row[f"{split}_n"] != n else ""
+            cells.append(
+                f"{_fmt(row[f'{split}_energy'])} [{_fmt(row[f'{split}_ci_low'])}, "
+                f"{_fmt(row[f'{split}_ci_high'])}]{fewer}"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    uniform = ", ".join(f"{s} {_fmt(rows[0][f'{s}_box_share'])}" for s in splits) if rows else ""
+    no_mass = sum(row[f"{s}_no_mass"] for row in rows for s in splits)
+    notes = (
+        "\nEnergy-based pointing game (Wang et al., Score-CAM, 2020): the mean share of each "
+        "map's positive mass (negative values count as zero) on the pixels of the image's boxes, "
+        "each pixel once, with 95% percentile-bootstrap intervals (2000 resamples). A uniform "
+        f"map scores the boxes' area share: {uniform}."
+        + (f" {no_mass} maps without positive mass are left out (n per row)." if no_mass else "")
+        + "\n"
+    )
+    return "\n".join(lines) + "\n" + notes
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value == "" or value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _p(value: Any) -> str:
+    if value == "":
+        return "best"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _common_n(rows: list[dict[str, Any]], split: str) -> int:
+    """The number of images most methods were scored on (the column header's n)."""
+    counts = [row[f"{split}_n"] for row in rows]
+    return max(set(counts), key=counts.count) if counts else 0
+
+
+def _accuracy_cell(row: dict[str, Any], split: str, common_n: int, dash: str = ", ") -> str:
+    """Accuracy and its interval, with the method's own n where it differs from the column's
+    (a method run on a subset, ``max_images``)."""
+    cell = (
+        f"{_fmt(row[f'{split}_accuracy'])} [{_fmt(row[f'{split}_ci_low'])}{dash}"
+        f"{_fmt(row[f'{split}_ci_high'])}]"
+    )
+    n = row[f"{split}_n"]
+    return cell if n == common_n else f"{cell} (n = {n})"
+
+
+def pointing_markdown(rows: list[dict[str, Any]], splits: list[str], tau: float) -> str:
+    paper = any(row[f"{s}_paper"] != "" for row in rows for s in splits)
+    header = ["Method", "Layer type", "Heat-map"]
+    for split in splits:
+        n = _common_n(rows, split)
+        header += [
+            f"{split} accuracy [95% CI] (n = {n})",
+            f"{split} p vs best NormGrad",
+            f"{split} tied peaks",
+        ]
+    if paper:
+        header += [f"paper {s}" for s in splits]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+    for row in rows:
+        cells = [row["method"], row["layer_type"], row["heatmap"]]
+        for split in splits:
+            cells += [
+                _accuracy_cell(row, split, _common_n(rows, split)),
+                _p(row[f"{split}_p_vs_best"]),
+                f"{_fmt(row[f'{split}_tied_peaks'] * 100, 0)}%",
+            ]
+        if paper:
+            cells += [_fmt(row[f"{s}_paper"]) for s in splits]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = (
+        f"\nPointing game accuracy, τ = {tau:g} px in model-input space. 95% Wilson "
+        "intervals; p: exact McNemar test against the best NormGrad setting of the split "
+        "on the same images; tied peaks: share of maps whose maximum several pixels share "
+        "(the first in row-major order is the peak).\n"
+    )
+    return "\n".join(lines) + "\n" + notes
+
+
+def _latex_escape(text: str) -> str:
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("×", r"$\times$"),
+        ("–", "--"),
+    ):
+        text = text.replace(a, b)
+    return text
+
+
+def pointing_latex(rows: list[dict[str, Any]], splits: list[str], tau: float) -> str:
+    columns = "lll" + "r" * (2 * len(splits))
+    head = " & ".join(
+        ["Method", "Layer type", "Heat-map"]
+        + [f"{s} (95\\% CI, n = {_common_n(rows, s)})" + " & p" for s in splits]
+    )
+    body = []
+    for row in rows:
+        cells = [_latex_escape(row[k]) for k in ("method", "layer_type", "heatmap")]
+        for split in splits:
+            cells.append(_accuracy_cell(row, split, _common_n(rows, split), "--"))
+            cells.append(_latex_escape(_p(row[f"{split}_p_vs_best"])).replace("<", "$<$"))
+        body.append(" & ".join(cells) + r" \\")
+    return "\n".join(
+        [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{Pointing game accuracy ($\tau = {tau:g}$ px); p: exact McNemar test "
+            r"against the best NormGrad setting.}",
+            rf"\begin{{tabular}}{{{columns}}}",
+            r"\hline",
+            head + r" \\",
+            r"\hline",
+            *body,
+            r"\hline",
+            r"\end{tabular}",
+            r"\end{table}",
+            "",
+        ]
+    )
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_text(path, buffer.getvalue())
+
+
+def read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return (
+            [r["image_name"] for r in rows],
+            np.array([int(r["label"]) for r in rows]),
+            np.array([float(r["prob"]) for r in rows]),
+        )
+    except FileNotFoundError:
+        raise InputError(f"{path}: predictions not found") from None
+    except (KeyError, ValueError):
+        raise InputError(f"{path}: not an xiqa predictions CSV") from None
+
+
+def classification_table(results: Path, splits: list[str]) -> tuple[list[dict], dict]:
+    rows, curves = [], {}
+    for split in splits:
+        _, labels, probs = read_predictions(results / "predictions" / f"{split}.csv")
+        metrics = classification_metrics(labels, probs)
+        low, high = metrics.get("auc_ci95", (math.nan, math.nan))
+        rows.append(
+            {
+                "split": split,
+                "n": metrics["n"],
+                "positives": metrics["positives"],
+                "auc": metrics["auc"] if metrics["auc"] is not None else math.nan,
+                "auc_ci_low": low,
+                "auc_ci_high": high,
+            }
+        )
+        curves[split] = metrics
+    return rows, curves
+
+
+def aggregate(
+    results: str | os.PathLike,
+    methods: dict[str, dict[str, Any]],
+    splits: list[str],
+    tau: float,
+    paper: bool = False,
+    curve_factors: Sequence[float] = DEFAULT_CURVE_FACTORS,
+) -> None:
+    """Write under results/tables: pointing_game.{csv,md,tex}, pointing_curve.csv,
+    energy_pointing.{csv,md}, classification.{csv,md} and sanity_randomisation.csv (from
+    results/sanity/{method}.csv); and the figures under results/figures."""
+    from xiqa.evaluation.figures import make_figures, pointing_curve_figure, sanity_figure
+
+    results = Path(results)
+    if not methods:
+        raise InputError("no methods to aggregate")
+    taus = curve_taus(tau, curve_factors)
+    scores = read_scores(results, methods, splits)
+    sanity = {m: read_sanity(results / "sanity" / f"{m}.csv") for m in methods}
+    rows = pointing_table(scores, methods, splits, paper)
+    curve = pointing_curve(scores, taus, tau)
+    energy = energy_table(scores, methods, splits)
+    sanity_rows = sanity_table(sanity)
+    auc_rows, curves = classification_table(results, splits)
+    lines = ["| split | n | positives | AUC [95% bootstrap CI] |", "|---|---:|---:|---|"]
+    lines += [
+        f"| {r['split']} | {r['n']} | {r['positives']} | {_fmt(r['auc'])} "
+        f"[{_fmt(r['auc_ci_low'])}, {_fmt(r['auc_ci_high'])}] |"
+        for r in auc_rows
+    ]
+    with staged_outputs(results) as stage:  # all tables and figures, or none
+        tables, figures = stage / "tables", stage / "figures"
+        _write_csv(tables / "pointing_game.csv", rows)
+        _write_text(tables / "pointing_game.md", pointing_markdown(rows, splits, tau))
+        _write_text(tables / "pointing_game.tex", pointing_latex(rows, splits, tau))
+        _write_csv(tables / "pointing_curve.csv", curve)
+        _write_csv(tables / "energy_pointing.csv", energy)
+        _write_text(tables / "energy_pointing.md", energy_markdown(energy, splits))
+        _write_csv(tables / "sanity_randomisation.csv", sanity_rows)
+        _write_csv(tables / "classification.csv", auc_rows)
+        _write_text(tables / "classification.md", "\n".join(lines) + "\n")
+        make_figures(results, methods, splits, rows, curves, tau, figures)
+        pointing_curve_figure(figures, curve, splits, tau)
+        sanity_figure(figures, sanity_rows, methods)
+
+
+def sanity_table(sanity: dict[str, list[tuple[str, np.ndarray]]]) -> list[dict[str, Any]]:
+    """Per method and stage of the randomisation cascade: the Spearman correlations' mean, SD
+    and number of images where it is defined."""
+    return [
+        {"name": name, "stage_index": index, "stage": stage, **summarise(correlations)}
+        for name, stages in sanity.items()
+        for index, (stage, correlations) in enumerate(stages)
+    ]

@@ -1,0 +1,95 @@
+"""Inference: P(foreign object) per cached image, written as a predictions CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import torch
+
+from xiqa.data.cache import ImageCache, load_cache
+from xiqa.errors import InputError
+from xiqa.evaluation.metrics import bootstrap_auc_ci, roc_auc, roc_curve
+from xiqa.io import atomic_output, progress_bar
+from xiqa.model.network import load_model, resolve_device, to_model_input
+
+
+def load_model_and_cache(
+    model_path: str | os.PathLike, images_path: str | os.PathLike, device: torch.device
+) -> tuple[torch.nn.Module, ImageCache]:
+    """A checkpoint's model on ``device`` and an image cache of the size it was trained at."""
+    model, meta = load_model(model_path, device)
+    cache = load_cache(images_path)
+    if cache.size != meta["image_size"]:
+        raise InputError(
+            f"{images_path}: images are {cache.size}x{cache.size} but the model "
+            f"{model_path} was trained at {meta['image_size']}x{meta['image_size']}"
+        )
+    return model, cache
+
+
+def predict_probs(
+    model: torch.nn.Module, images: np.ndarray, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """Softmax probability of class 1 for grey uint8 images (N, S, S), clean (no augmentation).
+
+    The model is switched to eval mode and back to the mode it had.
+    """
+    was_training = model.training
+    model.eval()
+    probs = []
+    with torch.inference_mode():
+        starts = range(0, len(images), batch_size)
+        for start in progress_bar(iterable=starts, desc="predicting", unit="batch"):
+            x = torch.from_numpy(images[start : start + batch_size]).to(device, non_blocking=True)
+            x = to_model_input(x)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(x)
+            probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
+    model.train(was_training)
+    return torch.cat(probs).numpy() if probs else np.zeros(0, np.float32)
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, seed: int = 0) -> dict:
+    """AUC with a bootstrap 95% interval and the ROC curve, for tables and figures."""
+    if len(set(np.asarray(labels).tolist())) < 2:
+        return {"n": len(labels), "positives": int(np.sum(labels)), "auc": None}
+    auc = roc_auc(labels, probs)
+    low, high = bootstrap_auc_ci(labels, probs, seed=seed)
+    fpr, tpr, _ = roc_curve(labels, probs)
+    return {
+        "n": len(labels),
+        "positives": int(np.sum(labels)),
+        "auc": auc,
+        "auc_ci95": [low, high],
+        "roc_fpr": fpr.tolist(),
+        "roc_tpr": tpr.tolist(),
+    }
+
+
+def run_predict(
+    model_path: str | os.PathLike,
+    images_path: str | os.PathLike,
+    out: str | os.PathLike,
+    metrics_out: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+) -> dict:
+    """Write ``image_name, label, prob`` for every image of a cache; optionally the metrics."""
+    dev = resolve_device(device)
+    model, cache = load_model_and_cache(model_path, images_path, dev)
+    probs = predict_probs(model, cache.images, batch_size, dev)
+    with atomic_output(out) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["image_name", "label", "prob"])
+        for name, label, prob in zip(cache.image_name, cache.label, probs, strict=True):
+            writer.writerow([name, int(label), f"{prob:.6f}"])
+    metrics = classification_metrics(cache.label, probs)
+    if metrics_out is not None:
+        with atomic_output(metrics_out) as tmp:
+            tmp.write_text(json.dumps(metrics) + "\n")
+    return metrics

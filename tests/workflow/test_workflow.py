@@ -1,0 +1,176 @@
+"""The Snakemake workflow as a user drives it, on a tiny synthetic configuration."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from xiqa.data.cache import load_cache
+from xiqa.evaluation.figures import FIGURE_NAMES
+
+from conftest import REPO, copy_workflow
+
+TINY = """
+synthetic: {n_train: 16, n_dev: 8, n_test: 8, seed: 2}
+image_size: 32
+train: {epochs: 1, batch_size: 8}
+sanity: {n_images: 2, stages: all}
+"""
+METHODS = ("normgrad-conv1x1-single", "normgrad-conv1x1-combined", "gradcam")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A fresh copy of the workflow files, with three of the demo's twelve methods."""
+    copy_workflow(tmp_path, METHODS)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    return tmp_path
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_demo_workflow_trains_and_predicts(workdir):
+    result = snakemake(workdir, "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = workdir / "results"
+    sizes = {}
+    for split in ("train", "val", "test"):
+        cache = load_cache(results / "cache" / f"{split}.h5")
+        assert cache.size == 32
+        sizes[split] = len(cache)
+    assert sizes == {"train": 16, "val": 8, "test": 8}
+    checkpoint = torch.load(results / "model" / "model.pt", weights_only=True)
+    assert checkpoint["arch"] == "resnet18" and checkpoint["image_size"] == 32
+    for split in ("val", "test"):
+        lines = (results / "predictions" / f"{split}.csv").read_text().splitlines()
+        assert lines[0] == "image_name,label,prob" and len(lines) == 9
+        assert json.loads((results / "predictions" / f"{split}.json").read_text())["n"] == 8
+        for method in METHODS:
+            assert len(list((results / "saliency" / method / split).glob("*.h5"))) == 2
+            assert (results / "pointing" / method / f"{split}.csv").exists()
+    table = (results / "tables" / "pointing_game.md").read_text()
+    assert table.count("| NormGrad |") == 2 and "| Grad-CAM |" in table
+    for name in FIGURE_NAMES:
+        assert (results / "figures" / f"{name}.png").stat().st_size > 1000
+        assert (results / "figures" / f"{name}.pdf").stat().st_size > 1000
+    # The pointing curve at the config's tau (6) is the table's accuracy.
+    game = {r["name"]: r for r in _csv(results / "tables" / "pointing_game.csv")}
+    curve = [r for r in _csv(results / "tables" / "pointing_curve.csv") if float(r["tau"]) == 6]
+    assert len(curve) == 2 * len(METHODS)
+    for row in curve:
+        assert row["accuracy"] == game[row["name"]][f"{row['split']}_accuracy"], row
+    energy = (results / "tables" / "energy_pointing.md").read_text()
+    assert energy.count("| NormGrad |") == 2 and "area share" in energy
+    # One randomisation test per method: every stage of ResNet-18, two images each.
+    for method in METHODS:
+        rows = _csv(results / "sanity" / f"{method}.csv")
+        assert len(rows) == 2 * 12 and rows[0]["stage"] == "none"
+    stages = _csv(results / "tables" / "sanity_randomisation.csv")
+    assert len(stages) == 12 * len(METHODS) and stages[-1]["stage"] == "conv1"
+    again = snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    report = snakemake(workdir, "--configfile", "tiny.yaml", "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (results / "report.html").read_text(errors="replace")
+    assert "pointing_accuracy.png" in html and "sanity_randomisation.png" in html
+
+    # A new method schedules only its own saliency and pointing jobs, and the aggregation.
+    with open(workdir / "tiny.yaml", "a") as f:
+        f.write("methods:\n  input-x-gradient: {family: input-x-gradient}\n")
+    added = snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run", "--quiet", "rules")
+    assert added.returncode == 0, added.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", added.stdout + added.stderr, re.M))
+    assert counts == {
+        "saliency": "4",
+        "pointing": "2",
+        "sanity": "1",
+        "aggregate": "1",
+        "all": "1",
+        "total": "9",
+    }, added.stdout
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_real_dataset_path_is_split_in_place(workdir, synthetic_root):
+    (workdir / "real.yaml").write_text(f"dataset: {synthetic_root}\nimage_size: 32\n")
+    result = snakemake(workdir, "--configfile", "real.yaml", "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    assert "rule split" in out and "rule synth" not in out
+
+
+def test_workflow_is_lint_clean_and_formatted():
+    lint = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert lint.returncode == 0 and "good condition" in lint.stdout + lint.stderr, lint.stdout
+    snakefmt = Path(sys.executable).parent / "snakefmt"
+    files = [str(REPO / "Snakefile"), str(REPO / "workflow")]
+    check = subprocess.run(
+        [str(snakefmt), "--check", *files], capture_output=True, text=True, timeout=120
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_paper_config_builds_its_dag(tmp_path, synthetic_root):
+    """The paper's setup (twelve methods, 8 shards per split) as a dry run."""
+    import time
+
+    start = time.perf_counter()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "8",
+            "--dry-run",
+            "--quiet",
+            "rules",
+            "--configfile",
+            str(REPO / "config" / "paper.yaml"),
+            "--config",
+            f"dataset={synthetic_root}",
+            "--directory",
+            str(tmp_path),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    seconds = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.M))
+    assert counts["saliency"] == str(12 * 2 * 8) and counts["pointing"] == str(12 * 2)
+    assert counts["train"] == "1" and counts["prepare"] == "3" and "synth" not in counts
+    print(f"paper DAG: {counts['total']} jobs in {seconds:.1f} s")
