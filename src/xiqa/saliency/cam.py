@@ -11,7 +11,7 @@ from torch import nn
 
 from xiqa.saliency.maps import DEFAULT_LAYER, upsample
 from xiqa.saliency.probe import probe
-from xiqa.saliency.registry import LAYER, FamilyFunction, register
+from xiqa.saliency.registry import FamilyFunction, Layer, register
 
 LayerMap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (A, G) (N, C, h, w) -> (N, h, w)
 
@@ -82,7 +82,7 @@ def cam_family(layer_map: LayerMap) -> FamilyFunction:
     """The family of ``layer_map``: its map at ``layer``, upsampled bilinearly to the input."""
 
     def family(
-        model: nn.Module, images: torch.Tensor, targets: torch.Tensor, layer: str = DEFAULT_LAYER
+        model: nn.Module, images: torch.Tensor, targets: torch.Tensor, layer: Layer = DEFAULT_LAYER
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return class_activation_map(model, images, targets, layer, layer_map)
 
@@ -91,4 +91,4 @@ def cam_family(layer_map: LayerMap) -> FamilyFunction:
 
 
 for _name, (_label, _layer_map) in LAYER_MAPS.items():
-    register(_name, label=_label, kind="cam", layer=LAYER)(cam_family(_layer_map))
+    register(_name, label=_label, kind="cam")(cam_family(_layer_map))

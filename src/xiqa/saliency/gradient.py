@@ -9,7 +9,7 @@ from torch import nn
 from xiqa.saliency.cam import class_activation_map, gradcam_layer_map
 from xiqa.saliency.maps import DEFAULT_LAYER, channel_abs_sum
 from xiqa.saliency.probe import probe
-from xiqa.saliency.registry import LAYER, register
+from xiqa.saliency.registry import Layer, register
 
 
 @register("guided-backprop", label="Guided BP", kind="gradient")
@@ -32,9 +32,9 @@ def input_x_gradient(
     return channel_abs_sum(images * result.input_gradient), result.logits
 
 
-@register("guided-gradcam", label="Guided Grad-CAM", kind="gradient", layer=LAYER)
+@register("guided-gradcam", label="Guided Grad-CAM", kind="gradient")
 def guided_gradcam(
-    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, layer: str = DEFAULT_LAYER
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, layer: Layer = DEFAULT_LAYER
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Guided Grad-CAM (Selvaraju et al., ICCV 2017): the reduced Guided BP map times the
     upsampled Grad-CAM map at ``layer``."""

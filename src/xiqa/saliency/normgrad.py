@@ -4,6 +4,7 @@ parameters, inserted after a probed layer, at every location."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,7 @@ from torch import nn
 
 from xiqa.saliency.maps import DEFAULT_LAYER, minmax, upsample
 from xiqa.saliency.probe import probe
-from xiqa.saliency.registry import LAYERS, Choice, register
+from xiqa.saliency.registry import Choice, Layers, register
 
 
 def patch_norm(a: torch.Tensor) -> torch.Tensor:
@@ -48,19 +49,13 @@ def combine_layer_maps(maps: list[torch.Tensor], size: tuple[int, int]) -> torch
     return scaled.clamp(min=0).prod(0).pow(1.0 / len(maps))
 
 
-@register(
-    "normgrad",
-    label="NormGrad",
-    kind="normgrad",
-    virtual_layer=Choice(tuple(VIRTUAL_LAYERS)),
-    layers=LAYERS,
-)
+@register("normgrad", label="NormGrad", kind="normgrad")
 def normgrad(
     model: nn.Module,
     images: torch.Tensor,
     targets: torch.Tensor,
-    virtual_layer: str = "conv1x1",
-    layers: list[str] | tuple[str, ...] = (DEFAULT_LAYER,),
+    virtual_layer: Annotated[str, Choice(tuple(VIRTUAL_LAYERS))] = "conv1x1",
+    layers: Layers = (DEFAULT_LAYER,),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """NormGrad (Rebuffi et al., CVPR 2020) at any list of layers, from one forward/backward:
     at each location u of each layer, ‖∂(target logit)/∂θ_u‖ for the parameters θ of a virtual

@@ -5,6 +5,7 @@ from the zero baseline to the image; SmoothGrad averages over noisy copies of it
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ from torch import nn
 from xiqa.saliency.maps import channel_abs_sum
 from xiqa.saliency.perturbation import passes
 from xiqa.saliency.probe import forward, probe
-from xiqa.saliency.registry import BATCH_SIZE, SEED, Integer, Number, register
+from xiqa.saliency.registry import Count, Number, Seed, register
 
 
 def summed_input_gradients(
@@ -35,19 +36,13 @@ def summed_input_gradients(
     return total
 
 
-@register(
-    "integrated-gradients",
-    label="Integrated Gradients",
-    kind="path",
-    n_steps=Integer(1),
-    batch_size=BATCH_SIZE,
-)
+@register("integrated-gradients", label="Integrated Gradients", kind="path")
 def integrated_gradients(
     model: nn.Module,
     images: torch.Tensor,
     targets: torch.Tensor,
-    n_steps: int = 50,
-    batch_size: int = 32,
+    n_steps: Count = 50,
+    batch_size: Count = 32,
 ):
     """Integrated Gradients (Sundararajan et al., ICML 2017) from the zero baseline by the
     right Riemann sum of the paper (Captum's method="riemann_right"):
@@ -65,23 +60,15 @@ def integrated_gradients(
     return channel_abs_sum(images * total / n_steps), logits
 
 
-@register(
-    "smoothgrad",
-    label="SmoothGrad",
-    kind="path",
-    n_samples=Integer(1),
-    stdev=Number(0),
-    seed=SEED,
-    batch_size=BATCH_SIZE,
-)
+@register("smoothgrad", label="SmoothGrad", kind="path")
 def smoothgrad(
     model: nn.Module,
     images: torch.Tensor,
     targets: torch.Tensor,
-    n_samples: int = 50,
-    stdev: float = 0.15,
-    seed: int = 0,
-    batch_size: int = 32,
+    n_samples: Count = 50,
+    stdev: Annotated[float, Number(0)] = 0.15,
+    seed: Seed = 0,
+    batch_size: Count = 32,
 ):
     """SmoothGrad (Smilkov et al., 2017): the mean over ``n_samples`` noisy copies x + ε of the
     gradient map (the channels' absolute sum of ∇f(x + ε)), ε ~ N(0, σ²) with σ = ``stdev`` ×

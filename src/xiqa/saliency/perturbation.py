@@ -7,6 +7,7 @@ number (the path families share :func:`passes`). Random draws come from a CPU
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,7 @@ from torch import nn
 
 from xiqa.saliency.maps import DEFAULT_LAYER, upsample
 from xiqa.saliency.probe import forward
-from xiqa.saliency.registry import BATCH_SIZE, LAYER, SEED, Integer, Number, register
+from xiqa.saliency.registry import Count, Layer, Number, Seed, register
 
 
 def passes(
@@ -55,13 +56,13 @@ def scorecam_masks(activations: torch.Tensor, size: tuple[int, int]) -> torch.Te
     return ((flat - low) / (high - low + 1e-8)).view(-1, *size)
 
 
-@register("scorecam", label="Score-CAM", kind="cam", layer=LAYER, batch_size=BATCH_SIZE)
+@register("scorecam", label="Score-CAM", kind="cam")
 def scorecam(
     model: nn.Module,
     images: torch.Tensor,
     targets: torch.Tensor,
-    layer: str = DEFAULT_LAYER,
-    batch_size: int = 32,
+    layer: Layer = DEFAULT_LAYER,
+    batch_size: Count = 32,
 ):
     """Score-CAM (Wang et al., CVPRW 2020): each channel A_k of ``layer`` becomes a mask M_k
     (:func:`scorecam_masks`), the image is multiplied by it and run forward; the channel's
@@ -113,25 +114,16 @@ class RiseMasks:
         return up[batch, rows[:, :, None], cols[:, None, :]]
 
 
-@register(
-    "rise",
-    label="RISE",
-    kind="perturbation",
-    n_masks=Integer(1),
-    grid=Integer(1),
-    p=Number(0, 1, open_least=True, noun="a probability"),
-    seed=SEED,
-    batch_size=BATCH_SIZE,
-)
+@register("rise", label="RISE", kind="perturbation")
 def rise(
     model: nn.Module,
     images: torch.Tensor,
     targets: torch.Tensor,
-    n_masks: int = 4000,
-    grid: int = 7,
-    p: float = 0.5,
-    seed: int = 0,
-    batch_size: int = 32,
+    n_masks: Count = 4000,
+    grid: Count = 7,
+    p: Annotated[float, Number(0, 1, open_least=True, noun="a probability")] = 0.5,
+    seed: Seed = 0,
+    batch_size: Count = 32,
 ):
     """RISE (Petsiuk et al., BMVC 2018): the map is Σ_i P_i M_i / (n_masks · p), where M_i are
     random masks (:class:`RiseMasks`, shared by all images) and P_i the softmax probability

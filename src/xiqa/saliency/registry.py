@@ -1,20 +1,22 @@
 """The registry of saliency families: one entry per family holds everything known of it.
 
 An entry has the function that makes the maps, the label tables print, the kind the figures
-group it by, and what each of its parameters accepts. Defaults live only in the function's
-signature (:attr:`Family.defaults` reads them from there). Values are checked against the entry
-when a method is resolved, before any pass; layer names, which need the model, by
-:meth:`Family.check_layers`.
+group it by, and what each of its parameters accepts. Both the accepted values and the defaults
+live only in the function's signature: each keyword parameter is annotated
+``Annotated[type, Param]`` (e.g. ``n_masks: Count = 4000``), and the entry reads them from there.
+Values are checked against the entry when a method is resolved, before any pass; layer names,
+which need the model, by :meth:`Family.check_layers`.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
@@ -101,6 +103,7 @@ class Choice(Param):
         return f"unknown {family.label} {name} {value!r}; choose {self.requirement}"
 
 
+@dataclass(frozen=True)
 class LayerName(Param):
     requirement = "a layer name such as 'layer4.2'"
 
@@ -111,6 +114,7 @@ class LayerName(Param):
         return [value]
 
 
+@dataclass(frozen=True)
 class LayerNames(Param):
     requirement = "a non-empty list of layer names"
 
@@ -125,9 +129,11 @@ class LayerNames(Param):
         return list(value)
 
 
-# Parameters several families share.
-LAYER, LAYERS = LayerName(), LayerNames()
-BATCH_SIZE, SEED = Integer(1), Integer(0)
+# Annotations of the parameters several families share.
+Layer = Annotated[str, LayerName()]
+Layers = Annotated[list[str] | tuple[str, ...], LayerNames()]
+Count = Annotated[int, Integer(1)]  # of passes, masks, grid cells; a batch size
+Seed = Annotated[int, Integer(0)]
 
 
 @dataclass(frozen=True)
@@ -172,14 +178,18 @@ class Family:
 FAMILIES: dict[str, Family] = {}
 
 
-def register(
-    name: str, label: str, kind: str, **params: Param
-) -> Callable[[FamilyFunction], FamilyFunction]:
-    """Register the decorated function as the family ``name``; ``params`` say what each of its
-    keyword parameters accepts."""
+def parameter_specs(function: FamilyFunction) -> dict[str, Param]:
+    """The :class:`Param` each keyword parameter of ``function`` is annotated with."""
+    hints = typing.get_type_hints(function, include_extras=True)
+    keywords = list(inspect.signature(function).parameters)[3:]
+    return {name: hints[name].__metadata__[0] for name in keywords}
+
+
+def register(name: str, label: str, kind: str) -> Callable[[FamilyFunction], FamilyFunction]:
+    """Register the decorated function as the family ``name``."""
 
     def add(function: FamilyFunction) -> FamilyFunction:
-        FAMILIES[name] = Family(name, function, label, kind, params)
+        FAMILIES[name] = Family(name, function, label, kind, parameter_specs(function))
         return function
 
     return add
