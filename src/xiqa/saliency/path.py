@@ -43,7 +43,7 @@ def integrated_gradients(
     targets: torch.Tensor,
     n_steps: Count = 50,
     batch_size: Count = 32,
-):
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Integrated Gradients (Sundararajan et al., ICML 2017) from the zero baseline by the
     right Riemann sum of the paper (Captum's method="riemann_right"):
     IG = x ⊙ (1/m) Σ_{k=1..m} ∇f(k x / m), then the channels' absolute sum. One forward and
@@ -69,7 +69,7 @@ def smoothgrad(
     stdev: Annotated[float, Number(0)] = 0.15,
     seed: Seed = 0,
     batch_size: Count = 32,
-):
+) -> tuple[torch.Tensor, torch.Tensor]:
     """SmoothGrad (Smilkov et al., 2017): the mean over ``n_samples`` noisy copies x + ε of the
     gradient map (the channels' absolute sum of ∇f(x + ε)), ε ~ N(0, σ²) with σ = ``stdev`` ×
     (max − min of the image), the paper's noise level. The standard normal draws are float32,

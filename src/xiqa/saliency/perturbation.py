@@ -63,7 +63,7 @@ def scorecam(
     targets: torch.Tensor,
     layer: Layer = DEFAULT_LAYER,
     batch_size: Count = 32,
-):
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Score-CAM (Wang et al., CVPRW 2020): each channel A_k of ``layer`` becomes a mask M_k
     (:func:`scorecam_masks`), the image is multiplied by it and run forward; the channel's
     weight is the softmax over channels of those target logits (the paper's increase of
@@ -124,7 +124,7 @@ def rise(
     p: Annotated[float, Number(0, 1, open_least=True, noun="a probability")] = 0.5,
     seed: Seed = 0,
     batch_size: Count = 32,
-):
+) -> tuple[torch.Tensor, torch.Tensor]:
     """RISE (Petsiuk et al., BMVC 2018): the map is Σ_i P_i M_i / (n_masks · p), where M_i are
     random masks (:class:`RiseMasks`, shared by all images) and P_i the softmax probability
     of the target class for the image multiplied by M_i. One masked forward per image and

@@ -138,6 +138,9 @@ Seed = Annotated[int, Integer(0)]
 
 @dataclass(frozen=True)
 class Family:
+    """A registered family: its function, how tables and figures name and group it, and what
+    each of its keyword parameters accepts."""
+
     name: str
     function: FamilyFunction
     label: str  # the method column of the tables
