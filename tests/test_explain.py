@@ -24,6 +24,7 @@ from xiqa.evaluation.pointing import peak
 from xiqa.explain import OVERLAY_ALPHA, read_radiograph
 from xiqa.model.network import build_model, load_model, save_model, to_model_input
 from xiqa.model.predict import predict_probs
+from xiqa.saliency.registry import Family
 
 from conftest import assert_one_line_error, run_cli
 
@@ -250,7 +251,8 @@ def known_peak(monkeypatch):
         logits = torch.tensor([[0.0, float(np.log(3.0))]]).repeat(len(images), 1)
         return maps, logits
 
-    monkeypatch.setitem(saliency.FAMILIES, "known-peak", family)
+    entry = Family("known-peak", family, label="Known peak", kind="gradient", params={})
+    monkeypatch.setitem(saliency.FAMILIES, "known-peak", entry)
 
 
 def test_peak_maps_to_original_pixel_centres_and_the_overlay_shows_it(

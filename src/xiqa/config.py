@@ -57,25 +57,25 @@ def check_paths(config: dict[str, Any]) -> None:
 
 
 def check_methods(methods: dict[str, dict[str, Any]], arch: str) -> None:
-    """Each method entry resolves to a family, parameters it takes and layers ``arch`` has."""
+    """Each method entry resolves to a family, with parameters it takes, values they accept and
+    layers ``arch`` has; a bad value's error names its key (``methods.<name>.<parameter>``)."""
     import torch
 
     from xiqa.model.network import build_model
-    from xiqa.saliency import resolve_method
-    from xiqa.saliency.probe import named_module
+    from xiqa.saliency import FAMILIES, resolve_method
+    from xiqa.saliency.registry import ParameterError
 
     model = None
     for method, entry in methods.items():
         try:
             entry = {k: v for k, v in entry.items() if k not in WORKFLOW_METHOD_KEYS}
-            _, params = resolve_method(method, entry)
-            layers = params.get("layers", [])
-            layers = [layers] if isinstance(layers, str) else list(layers)
-            layers += [params["layer"]] if "layer" in params else []
-            if layers and model is None:
-                with torch.device("meta"):  # the module tree only, no weights
-                    model = build_model(arch)
-            for layer in layers:
-                named_module(model, layer)
+            family, params = resolve_method(method, entry)
+            if FAMILIES[family].layer_names(params):
+                if model is None:
+                    with torch.device("meta"):  # the module tree only, no weights
+                        model = build_model(arch)
+                FAMILIES[family].check_layers(method, model, params)
+        except ParameterError as exc:
+            raise InputError(f"config key methods.{method}.{exc.parameter}: {exc.reason}") from None
         except InputError as exc:
             raise InputError(f"config key methods.{method}: {exc}") from None

@@ -725,13 +725,33 @@ CONFIG_CASES = {
     ),
     "method with unknown layer": (
         {"methods": {"m": {"family": "gradcam", "layer": "layer9"}}},
-        "config key methods.m: unknown layer 'layer9'",
+        "config key methods.m.layer: unknown layer 'layer9'",
     ),
     "method without family": (
         {"methods": {"m": {"layer": "layer4.1"}}},
         "config key methods.m: 'family' is a required property",
     ),
     "bad method name": ({"methods": {"My Method": {"family": "gradcam"}}}, "config key methods"),
+    "NormGrad virtual layer unknown": (
+        {"methods": {"ng": {"family": "normgrad", "virtual_layer": "conv5x5"}}},
+        "config key methods.ng.virtual_layer: unknown NormGrad virtual_layer 'conv5x5'",
+    ),
+    "RISE without masks": (
+        {"methods": {"r": {"family": "rise", "n_masks": 0}}},
+        "config key methods.r.n_masks: rise parameter 'n_masks' must be an integer ≥ 1, not 0",
+    ),
+    "RISE keep probability above 1": (
+        {"methods": {"r": {"family": "rise", "p": 2}}},
+        "config key methods.r.p: rise parameter 'p' must be a probability in (0, 1], not 2",
+    ),
+    "Grad-CAM layer the architecture lacks": (
+        {"methods": {"gc": {"family": "gradcam", "layer": "layer9.9"}}},
+        "config key methods.gc.layer: unknown layer 'layer9.9'",
+    ),
+    "SmoothGrad negative noise": (
+        {"methods": {"sg": {"family": "smoothgrad", "stdev": -1}}},
+        "config key methods.sg.stdev: smoothgrad parameter 'stdev' must be a number ≥ 0, not -1",
+    ),
 }
 
 

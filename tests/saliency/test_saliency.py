@@ -25,7 +25,8 @@ from torch import nn
 
 from xiqa.errors import InputError
 from xiqa.model.network import build_model
-from xiqa.saliency import COMBINED_LAYERS, FAMILIES, PRESETS, explain, explain_with_logits, upsample
+from xiqa.saliency import COMBINED_LAYERS, FAMILIES, PRESETS, explain, explain_with_logits
+from xiqa.saliency.maps import upsample
 from xiqa.saliency.probe import named_module
 
 TOLERANCE = 1e-4

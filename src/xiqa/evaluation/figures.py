@@ -29,6 +29,7 @@ from matplotlib.patches import Circle, Rectangle  # noqa: E402
 from xiqa.data.cache import load_cache  # noqa: E402
 from xiqa.evaluation.shards import read_maps  # noqa: E402
 from xiqa.io import atomic_output  # noqa: E402
+from xiqa.saliency import FAMILIES  # noqa: E402
 
 FIGURE_NAMES = (
     "examples",
@@ -293,13 +294,13 @@ def pointing_curve_figure(
     _save(figure, folder, "pointing_curve")
 
 
-CAM_FAMILIES = {"gradcam", "gradcam-plusplus", "xgradcam", "layercam", "hirescam", "scorecam"}
+# The sanity figure's panel for each kind of family (xiqa.saliency.registry.KINDS).
+PANEL_OF_KIND = {"normgrad": "NormGrad", "cam": "CAM methods"}
 
 
 def _panel_of(family: str) -> str:
-    if family == "normgrad":
-        return "NormGrad"
-    return "CAM methods" if family in CAM_FAMILIES else "gradient and perturbation methods"
+    kind = FAMILIES[family].kind if family in FAMILIES else None
+    return PANEL_OF_KIND.get(kind, "gradient and perturbation methods")
 
 
 def sanity_figure(

@@ -23,7 +23,7 @@ from xiqa.evaluation.sanity import read_sanity, summarise
 from xiqa.evaluation.stats import bootstrap_mean_ci, mcnemar_exact, wilson_interval
 from xiqa.io import atomic_output, staged_outputs
 from xiqa.model.predict import classification_metrics
-from xiqa.saliency import PRESETS
+from xiqa.saliency import FAMILIES, PRESETS
 
 # docs/protocol.md §5: the paper's Table 2 (tau = 25 at 600x600). Guided Grad-CAM's test value is
 # garbled in the published text (about 0.33) and left out.
@@ -43,21 +43,6 @@ PAPER_TABLE = {
 }
 # The pointing curve's tolerances as multiples of tau: 0.25 tau to 4 tau in steps of 0.25.
 DEFAULT_CURVE_FACTORS = tuple(k / 4 for k in range(1, 17))
-FAMILY_LABELS = {
-    "normgrad": "NormGrad",
-    "gradcam": "Grad-CAM",
-    "guided-gradcam": "Guided Grad-CAM",
-    "guided-backprop": "Guided BP",
-    "input-x-gradient": "Input×Grad",
-    "gradcam-plusplus": "Grad-CAM++",
-    "xgradcam": "XGrad-CAM",
-    "layercam": "LayerCAM",
-    "hirescam": "HiResCAM",
-    "scorecam": "Score-CAM",
-    "rise": "RISE",
-    "integrated-gradients": "Integrated Gradients",
-    "smoothgrad": "SmoothGrad",
-}
 
 
 @dataclass
@@ -136,7 +121,7 @@ def describe(entry: dict[str, Any]) -> tuple[str, str, str]:
             entry.get("virtual_layer", "conv1x1"),
             "single" if len(layers) == 1 else "combined",
         )
-    return FAMILY_LABELS.get(family, family), "–", "–"
+    return (FAMILIES[family].label if family in FAMILIES else family), "–", "–"
 
 
 def pointing_table(
