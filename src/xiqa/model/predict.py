@@ -11,7 +11,7 @@ import torch
 
 from xiqa.data.cache import ImageCache, load_cache
 from xiqa.errors import InputError
-from xiqa.evaluation.metrics import bootstrap_auc_ci, roc_auc, roc_curve
+from xiqa.evaluation.stats import bootstrap_auc_ci, roc_auc, roc_curve
 from xiqa.io import atomic_output, progress_bar
 from xiqa.model.network import load_model, resolve_device, to_model_input
 
