@@ -135,6 +135,24 @@ def method_columns(name: str, entry: dict[str, Any]) -> dict[str, str]:
     return {"name": name, "method": method, "layer_type": layer_type, "heatmap": heatmap}
 
 
+def by_split(
+    cells: dict[tuple[str, str], dict[str, Any]],
+    methods: dict[str, dict[str, Any]],
+    splits: list[str],
+) -> list[dict[str, Any]]:
+    """Rows of a wide table: per method its :func:`method_columns`, then per split (in order)
+    each statistic of ``cells[method, split]`` as ``{split}_{statistic}``."""
+    long = pd.DataFrame([{"name": m, "split": s, **cells[m, s]} for m in methods for s in splits])
+    statistics = list(long.columns[2:])
+    wide = long.pivot(index="name", columns="split").swaplevel(axis=1)
+    wide = wide.reindex(
+        index=list(methods), columns=pd.MultiIndex.from_product([splits, statistics])
+    )
+    wide.columns = [f"{split}_{statistic}" for split, statistic in wide.columns]
+    first = pd.DataFrame([method_columns(m, e) for m, e in methods.items()], index=list(methods))
+    return pd.concat([first, wide], axis=1).to_dict("records")
+
+
 def describe(entry: dict[str, Any]) -> tuple[str, str, str]:
     """(method, layer type, heat-map) columns of Table 2 for a config entry."""
     family = entry["family"]
@@ -160,9 +178,8 @@ def pointing_table(
     for split in splits:
         normgrad = [m for m in methods if methods[m]["family"] == "normgrad"]
         best[split] = max(normgrad, key=lambda m: scores[m, split].accuracy, default=None)
-    rows = []
+    cells = {}
     for name, entry in methods.items():
-        row = method_columns(name, entry)
         for split in splits:
             result = scores[name, split]
             low, high = wilson_interval(sum(result.hits.values()), result.n)
@@ -177,21 +194,18 @@ def pointing_table(
             published = PAPER_TABLE.get(name, (None, None))
             same_setup = paper and PRESETS.get(name) == entry and split in ("val", "test")
             paper_value = published[("val", "test").index(split)] if same_setup else None
-            row.update(
-                {
-                    f"{split}_accuracy": result.accuracy,
-                    f"{split}_hits": sum(result.hits.values()),
-                    f"{split}_n": result.n,
-                    f"{split}_ci_low": low,
-                    f"{split}_ci_high": high,
-                    f"{split}_p_vs_best": p,
-                    f"{split}_best_normgrad": reference or "",
-                    f"{split}_tied_peaks": result.tied / result.n if result.n else math.nan,
-                    f"{split}_paper": "" if paper_value is None else paper_value,
-                }
-            )
-        rows.append(row)
-    return rows
+            cells[name, split] = {
+                "accuracy": result.accuracy,
+                "hits": sum(result.hits.values()),
+                "n": result.n,
+                "ci_low": low,
+                "ci_high": high,
+                "p_vs_best": p,
+                "best_normgrad": reference or "",
+                "tied_peaks": result.tied / result.n if result.n else math.nan,
+                "paper": "" if paper_value is None else paper_value,
+            }
+    return by_split(cells, methods, splits)
 
 
 def curve_taus(tau: float, factors: Sequence[float]) -> list[float]:
@@ -237,28 +251,24 @@ def energy_table(
     """Rows of the energy-based pointing table: per split, the mean share of map mass on box
     pixels with its 95% percentile-bootstrap interval, over the maps with positive mass (n);
     the maps without (no_mass); and the mean box area share, which a uniform map would score."""
-    rows = []
-    for name, entry in methods.items():
-        row = method_columns(name, entry)
+    cells = {}
+    for name in methods:
         for split in splits:
             result = scores[name, split]
             energy = np.array(list(result.energy.values()))
             defined = energy[np.isfinite(energy)]
             low, high = bootstrap_mean_ci(defined)
-            row.update(
-                {
-                    f"{split}_energy": float(defined.mean()) if len(defined) else math.nan,
-                    f"{split}_ci_low": low,
-                    f"{split}_ci_high": high,
-                    f"{split}_n": len(defined),
-                    f"{split}_no_mass": len(energy) - len(defined),
-                    f"{split}_box_share": (
-                        float(np.mean(list(result.box_share.values()))) if result.n else math.nan
-                    ),
-                }
-            )
-        rows.append(row)
-    return rows
+            cells[name, split] = {
+                "energy": float(defined.mean()) if len(defined) else math.nan,
+                "ci_low": low,
+                "ci_high": high,
+                "n": len(defined),
+                "no_mass": len(energy) - len(defined),
+                "box_share": (
+                    float(np.mean(list(result.box_share.values()))) if result.n else math.nan
+                ),
+            }
+    return by_split(cells, methods, splits)
 
 
 def energy_markdown(rows: list[dict[str, Any]], splits: list[str]) -> str:
