@@ -225,6 +225,28 @@ def test_pointing_command_scores_every_map(tiny_caches, tmp_path):
     assert [int(r["hit"]) for r in rows] == expected
 
 
+def test_read_pointing_keeps_what_the_figures_show(tiny_caches, tmp_path):
+    cache = load_cache(tiny_caches["val"])
+    shards = _shards(tiny_caches["val"], tmp_path, _centre_of_first_box(cache))
+    out = tmp_path / "p.csv"
+    run_cli("pointing", "--images", tiny_caches["val"], "--tau", 3, "--out", out, *shards)
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    result = read_pointing(out)
+    assert result.images == [r["image_name"] for r in rows]
+    counted = [r for r in rows if r["counted"] == "1"]
+    assert result.peak == {r["image_name"]: (int(r["peak_x"]), int(r["peak_y"])) for r in counted}
+    assert result.n_boxes == {r["image_name"]: int(r["n_boxes"]) for r in counted}
+    first = next(k for k, r in enumerate(rows) if r["counted"] == "1")
+    rows[first]["hit"] = "2"  # a number, but no hit or miss
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(InputError, match=f"line {first + 2}: not an xiqa pointing row"):
+        read_pointing(out)
+
+
 def test_pointing_refuses_mismatched_shards(tiny_caches, tmp_path):
     cache = load_cache(tiny_caches["val"])
     good = _shards(tiny_caches["val"], tmp_path, _centre_of_first_box(cache))

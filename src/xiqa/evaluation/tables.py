@@ -106,13 +106,15 @@ def read_pointing(path: Path) -> MethodResult:
     def by_name(values: pd.Series) -> dict:
         return dict(zip(names, values.tolist(), strict=True))
 
+    peaks = zip(whole["peak_x"].tolist(), whole["peak_y"].tolist(), strict=True)
+
     return MethodResult(
         hits=by_name(whole["hit"]),
         distance=by_name(numbers["distance"]),
         energy=by_name(numbers["energy"]),
         box_share=by_name(numbers["box_share"]),
         tied=int((numbers["n_ties"] > 1).sum()),
-        peak=dict(zip(names, zip(whole["peak_x"], whole["peak_y"], strict=True), strict=True)),
+        peak=dict(zip(names, peaks, strict=True)),
         n_boxes=by_name(whole["n_boxes"]),
         images=frame["image_name"].tolist(),
     )
@@ -127,12 +129,6 @@ def read_scores(
         for m in methods
         for s in splits
     }
-
-
-def method_columns(name: str, entry: dict[str, Any]) -> dict[str, str]:
-    """The first columns of a table row: the config name and :func:`describe`'s three."""
-    method, layer_type, heatmap = describe(entry)
-    return {"name": name, "method": method, "layer_type": layer_type, "heatmap": heatmap}
 
 
 def by_split(
@@ -151,6 +147,12 @@ def by_split(
     wide.columns = [f"{split}_{statistic}" for split, statistic in wide.columns]
     first = pd.DataFrame([method_columns(m, e) for m, e in methods.items()], index=list(methods))
     return pd.concat([first, wide], axis=1).to_dict("records")
+
+
+def method_columns(name: str, entry: dict[str, Any]) -> dict[str, str]:
+    """The first columns of a table row: the config name and :func:`describe`'s three."""
+    method, layer_type, heatmap = describe(entry)
+    return {"name": name, "method": method, "layer_type": layer_type, "heatmap": heatmap}
 
 
 def describe(entry: dict[str, Any]) -> tuple[str, str, str]:
@@ -271,6 +273,8 @@ def energy_table(
     return by_split(cells, methods, splits)
 
 
+# The md and tex tables are rendered here, not by DataFrame.to_markdown / to_latex: those need
+# tabulate and jinja2 only for formatting, and tabulate pads every cell to its column's width.
 def energy_markdown(rows: list[dict[str, Any]], splits: list[str]) -> str:
     header = ["Method", "Layer type", "Heat-map"]
     for split in splits:
