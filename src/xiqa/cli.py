@@ -427,7 +427,8 @@ def pointing(
     "--results",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="The workflow's results folder (pointing/, predictions/, cache/, saliency/).",
+    help="The workflow's results folder (pointing/, predictions/ with predict's --metrics JSONs, "
+    "sanity/, cache/, saliency/).",
 )
 @click.option(
     "--methods",

@@ -1,4 +1,5 @@
-"""Atomic outputs: a killed job never leaves a file that looks complete."""
+"""Atomic outputs (a killed job never leaves a file that looks complete), and the per-image CSVs
+read and written with pandas."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import h5py
+import pandas as pd
 from tqdm import tqdm
 
 from xiqa.errors import InputError
@@ -139,3 +141,39 @@ def open_hdf5(path: str | os.PathLike, what: str) -> h5py.File:
         raise InputError(f"{path}: {what} not found") from None
     except OSError as exc:
         raise InputError(f"{path}: not an HDF5 {what} ({exc})") from None
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike, na_rep: str = "") -> None:
+    """``frame`` as a UTF-8 CSV without its index, lines ending in \\n, written atomically;
+    missing values as ``na_rep``."""
+    with atomic_output(path) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8", na_rep=na_rep)
+
+
+def read_csv(path: str | os.PathLike, what: str) -> pd.DataFrame:
+    """Every cell of a CSV as text, empty cells as ""; '{path}: {what} not found' when there is
+    no file, and one line for a file that is no CSV."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
+
+
+def numeric_columns(
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    path: str | os.PathLike,
+    error: str,
+    optional: Sequence[str] = (),
+) -> pd.DataFrame:
+    """``columns`` of a :func:`read_csv` frame as numbers, empty cells of ``optional`` columns
+    as NaN; any other cell that is no number is '{path}: line N: {error}'."""
+    numbers = frame[list(columns)].apply(pd.to_numeric, errors="coerce")
+    empty = frame[list(columns)] == ""
+    bad = numbers.isna() & ~(empty & numbers.columns.isin(list(optional)))
+    rows = bad.index[bad.any(axis=1)]  # read_csv's labels: 0 is the row below the header
+    if len(rows):
+        raise InputError(f"{path}: line {rows[0] + 2}: {error}")
+    return numbers

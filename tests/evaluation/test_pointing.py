@@ -20,7 +20,7 @@ from xiqa.evaluation.pointing import (
     pointing_hit,
 )
 from xiqa.evaluation.shards import images_digest, write_shard
-from xiqa.evaluation.stats import bootstrap_mean_ci, mcnemar_exact, wilson_interval
+from xiqa.evaluation.stats import bootstrap_mean_ci, mcnemar_exact
 from xiqa.evaluation.tables import (
     MethodResult,
     curve_taus,
@@ -147,18 +147,6 @@ def test_box_mask_holds_the_pixels_at_distance_zero():
         assert np.array_equal(mask, at_zero)
 
 
-def test_bootstrap_interval_of_a_mean():
-    assert bootstrap_mean_ci([0.3] * 10) == pytest.approx((0.3, 0.3), abs=1e-15)
-    assert all(math.isnan(v) for v in bootstrap_mean_ci([]))
-    # Half zeros, half ones, n = 400: mean 0.5, standard error 0.025; the percentile interval
-    # is close to 0.5 -/+ 1.96 * 0.025 = (0.451, 0.549).
-    low, high = bootstrap_mean_ci([0.0, 1.0] * 200)
-    assert low == pytest.approx(0.451, abs=0.006) and high == pytest.approx(0.549, abs=0.006)
-    assert bootstrap_mean_ci([0.0, 1.0] * 200) == (low, high)  # seeded
-    low, high = bootstrap_mean_ci([0.0, 0.0, 0.0, 1.0])
-    assert 0.0 <= low < 0.25 < high <= 1.0
-
-
 def test_energy_table_by_hand():
     scores = {
         ("gradcam", "test"): MethodResult(
@@ -174,25 +162,6 @@ def test_energy_table_by_hand():
     markdown = energy_markdown([row], ["test"])
     assert "| Grad-CAM | – | – | 0.300 [0.200, 0.400] |" in markdown
     assert "area share: test 0.030" in markdown and "1 maps without positive mass" in markdown
-
-
-def test_wilson_interval_by_hand():
-    # p = 0.8, n = 10, z = 1.96: centre 0.7167, half-width 0.2266.
-    low, high = wilson_interval(8, 10)
-    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
-    low, high = wilson_interval(0, 10)
-    assert low == 0.0 and round(high, 4) == 0.2775
-    for n in (1, 3, 7, 150, 151, 500):  # the ends are exact, never beside the accuracy
-        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
-    assert wilson_interval(50, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
-
-
-def test_mcnemar_exact_by_hand():
-    # 1 vs 9 discordant pairs: 2 * P(X <= 1 | n=10, p=1/2) = 2 * 11 / 1024.
-    assert mcnemar_exact(1, 9) == pytest.approx(22 / 1024)
-    assert mcnemar_exact(9, 1) == pytest.approx(22 / 1024)
-    assert mcnemar_exact(5, 5) == 1.0 and mcnemar_exact(0, 0) == 1.0
-    assert mcnemar_exact(0, 6) == pytest.approx(2 / 64)
 
 
 # --- xiqa pointing on hand-made shards ----------------------------------------------------------
@@ -254,6 +223,28 @@ def test_pointing_command_scores_every_map(tiny_caches, tmp_path):
     boxes = [cache.boxes_of(cache.image_name.index(r["image_name"])) for r in rows]
     expected = [int(pointing_hit(_map_with_peak(0, 0, cache.size), b, 3)[0]) for b in boxes]
     assert [int(r["hit"]) for r in rows] == expected
+
+
+def test_read_pointing_keeps_what_the_figures_show(tiny_caches, tmp_path):
+    cache = load_cache(tiny_caches["val"])
+    shards = _shards(tiny_caches["val"], tmp_path, _centre_of_first_box(cache))
+    out = tmp_path / "p.csv"
+    run_cli("pointing", "--images", tiny_caches["val"], "--tau", 3, "--out", out, *shards)
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    result = read_pointing(out)
+    assert result.images == [r["image_name"] for r in rows]
+    counted = [r for r in rows if r["counted"] == "1"]
+    assert result.peak == {r["image_name"]: (int(r["peak_x"]), int(r["peak_y"])) for r in counted}
+    assert result.n_boxes == {r["image_name"]: int(r["n_boxes"]) for r in counted}
+    first = next(k for k, r in enumerate(rows) if r["counted"] == "1")
+    rows[first]["hit"] = "2"  # a number, but no hit or miss
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(InputError, match=f"line {first + 2}: not an xiqa pointing row"):
+        read_pointing(out)
 
 
 def test_pointing_refuses_mismatched_shards(tiny_caches, tmp_path):

@@ -19,7 +19,6 @@ from xiqa.evaluation.sanity import (
     summarise,
 )
 from xiqa.evaluation.shards import sha256_file
-from xiqa.evaluation.stats import spearman
 from xiqa.model.network import build_model, save_model
 from xiqa.saliency import FAMILIES
 
@@ -50,27 +49,7 @@ def _settled(arch: str, size: int) -> torch.nn.Module:
     return model.eval()
 
 
-# --- Spearman ----------------------------------------------------------------------------------
-
-
-def test_spearman_by_hand():
-    # b's ranks: 1, 2, 3.5, 5, 3.5 (the two 7s share 3.5). Centred: a -2 -1 0 1 2,
-    # b -2 -1 0.5 2 0.5; sum of products 8, sums of squares 10 and 9.5: r = 8 / sqrt(95).
-    assert spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(8 / math.sqrt(95), abs=1e-15)
-    assert spearman([1, 2, 3], [30, 20, 10]) == -1.0
-    assert spearman([[1, 4], [9, 16]], [1, 2, 3, 4]) == 1.0  # flattened, monotone
-    assert math.isnan(spearman([2, 2, 2], [1, 2, 3]))  # a constant map has no ranking
-    x = np.random.default_rng(0).random(1000)
-    assert spearman(x, x) == 1.0  # exactly, not 0.9999999999999998
-
-
-def test_spearman_equals_scipy_with_ties():
-    stats = pytest.importorskip("scipy.stats")
-    rng = np.random.default_rng(1)
-    for _ in range(5):
-        a = np.round(rng.random(400), 1)  # about 10 values: heavy ties
-        b = np.round(a + rng.normal(0, 0.3, 400), 2)
-        assert spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
+# --- summaries of the correlations ----------------------------------------------------------
 
 
 def test_summary_ignores_undefined_correlations():

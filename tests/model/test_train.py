@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from xiqa.errors import InputError
-from xiqa.evaluation.metrics import roc_auc
+from xiqa.evaluation.stats import roc_auc
 from xiqa.model.train import TrainConfig, train
 
 from conftest import assert_one_line_error, run_cli

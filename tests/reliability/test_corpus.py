@@ -208,6 +208,8 @@ def _results(
             w["val"],
             "--out",
             results / "predictions" / "val.csv",
+            "--metrics",
+            results / "predictions" / "val.json",
         )
     return results
 
@@ -591,6 +593,27 @@ def _(tmp, w):
 @case("aggregate: predictions missing")
 def _(tmp, w):
     return _aggregate_args(_results(w, tmp, predictions=False)), ["predictions", "not found"]
+
+
+@case("aggregate: predictions metrics missing")
+def _(tmp, w):
+    results = _results(w, tmp)
+    (results / "predictions" / "val.json").unlink()
+    return _aggregate_args(results), ["val.json", "not found", "xiqa predict --metrics"]
+
+
+@case("aggregate: predictions metrics not JSON")
+def _(tmp, w):
+    results = _results(w, tmp)
+    (results / "predictions" / "val.json").write_text('{"n": 4, "auc": ')
+    return _aggregate_args(results), ["val.json", "not JSON"]
+
+
+@case("aggregate: predictions metrics of another program")
+def _(tmp, w):
+    results = _results(w, tmp)
+    (results / "predictions" / "val.json").write_text('{"n": 4, "auc": 0.5}\n')
+    return _aggregate_args(results), ["val.json", "no key positives, auc_ci95, roc_fpr, roc_tpr"]
 
 
 def _explain_args(w, tmp: Path, *images: Path) -> list:

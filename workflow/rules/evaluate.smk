@@ -73,6 +73,7 @@ rule aggregate:
             split=config["splits"],
         ),
         predictions=expand("results/predictions/{split}.csv", split=config["splits"]),
+        metrics=expand("results/predictions/{split}.json", split=config["splits"]),
         sanity=expand("results/sanity/{method}.csv", method=list(config["methods"])),
     output:
         tables=multiext("results/tables/pointing_game", ".csv", ".md", ".tex"),

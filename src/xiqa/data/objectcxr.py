@@ -72,6 +72,7 @@ def read_annotation_csv(
 
 
 def _csv_rows(path, handle, columns):
+    # csv, not pandas: the reader's line_num names the line of each bad row, quoted newlines too.
     reader = csv.reader(handle)
     header = next(reader, None)
     if header is None:

@@ -3,18 +3,18 @@ seeded carve-out of train when the dataset (like the public release) has no test
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from xiqa.data.annotation import check_shapes_inside
 from xiqa.data.images import ImageRef, image_size
 from xiqa.data.objectcxr import ObjectCXR, Record, read_annotation_csv
 from xiqa.errors import InputError
-from xiqa.io import atomic_output, progress_bar
+from xiqa.io import progress_bar, write_csv
 
 MANIFEST_COLUMNS = (
     "image_name",
@@ -101,22 +101,21 @@ def make_splits(
 
 def write_manifest(records: list[Record], path: str | os.PathLike) -> None:
     """One manifest CSV (columns :data:`MANIFEST_COLUMNS`), written atomically."""
-    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(MANIFEST_COLUMNS)
-        for r in records:
-            writer.writerow(
-                [
-                    r.image_name,
-                    r.annotation,
-                    r.label,
-                    r.width,
-                    r.height,
-                    r.image.path,
-                    r.image.member,
-                    r.source,
-                ]
-            )
+    rows = [
+        (
+            r.image_name,
+            r.annotation,
+            r.label,
+            r.width,
+            r.height,
+            r.image.path,
+            r.image.member,
+            r.source,
+        )
+        for r in records
+    ]
+    # object dtype: each cell written as itself (a column of ints with a gap stays ints)
+    write_csv(pd.DataFrame(rows, columns=MANIFEST_COLUMNS, dtype=object), path)
 
 
 def read_manifest(path: str | os.PathLike) -> list[Record]:

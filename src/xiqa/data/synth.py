@@ -12,7 +12,6 @@ objects outside the lungs (neck, abdomen, shoulders) are drawn but not annotated
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import os
@@ -20,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageDraw
 
 from xiqa.data.annotation import Shape, format_annotation
 from xiqa.errors import InputError
-from xiqa.io import atomic_output, progress_bar, worker_pool
+from xiqa.io import atomic_output, progress_bar, worker_pool, write_csv
 
 REAL_SIZES = ((2560, 3072), (2936, 2949), (2235, 2923))  # Object-CXR's (W, H)
 SIZE_SCALE = 1 / 8
@@ -431,13 +431,14 @@ def write_synthetic(
         number = 0
         for split, n in counts.items():
             (tmp / split).mkdir()
-            with open(tmp / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f, lineterminator="\n")
-                writer.writerow(["image_name", "annotation"])
-                for _ in range(n):
-                    number += 1
-                    jpeg, shapes = next(made)
-                    name = f"{number:05d}.jpg"
-                    (tmp / split / name).write_bytes(jpeg)
-                    writer.writerow([name, format_annotation(shapes)])
-                    bar.update()
+            rows = []
+            for _ in range(n):
+                number += 1
+                jpeg, shapes = next(made)
+                name = f"{number:05d}.jpg"
+                (tmp / split / name).write_bytes(jpeg)
+                rows.append((name, format_annotation(shapes)))
+                bar.update()
+            write_csv(
+                pd.DataFrame(rows, columns=["image_name", "annotation"]), tmp / f"{split}.csv"
+            )

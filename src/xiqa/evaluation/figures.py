@@ -15,21 +15,24 @@ Maps use a perceptually uniform colour map (inferno), half transparent over the 
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.patches import Circle, Rectangle  # noqa: E402
 
 from xiqa.data.cache import load_cache  # noqa: E402
 from xiqa.evaluation.shards import read_maps  # noqa: E402
 from xiqa.io import atomic_output  # noqa: E402
 from xiqa.saliency import FAMILIES  # noqa: E402
+
+if TYPE_CHECKING:
+    from xiqa.evaluation.tables import MethodResult
 
 FIGURE_NAMES = (
     "examples",
@@ -51,11 +54,6 @@ def _save(figure, folder: Path, name: str) -> None:
     plt.close(figure)
 
 
-def _pointing_rows(results: Path, method: str, split: str) -> dict[str, dict[str, str]]:
-    with open(results / "pointing" / method / f"{split}.csv", newline="") as f:
-        return {row["image_name"]: row for row in csv.DictReader(f)}
-
-
 def _xray(ax, image: np.ndarray, boxes: np.ndarray) -> None:
     ax.imshow(image, cmap="gray", vmin=0, vmax=255)
     for x0, y0, x1, y1 in boxes:
@@ -65,34 +63,40 @@ def _xray(ax, image: np.ndarray, boxes: np.ndarray) -> None:
     ax.set_axis_off()
 
 
-def _overlay(ax, image, boxes, saliency, row, tau, title) -> None:
+def _overlay(ax, image, boxes, saliency, result: MethodResult, name, tau, title) -> None:
+    """The map over the X-ray; for a counted image its peak, circled green (hit) or red."""
     _xray(ax, image, boxes)
     span = saliency.max() - saliency.min()
     scaled = (saliency - saliency.min()) / span if span > 0 else np.zeros_like(saliency)
     ax.imshow(scaled, cmap="inferno", alpha=0.5, vmin=0, vmax=1)
-    if row is not None and row["counted"] == "1":
-        colour = "#39ff14" if row["hit"] == "1" else "#ff3030"
-        x, y = float(row["peak_x"]), float(row["peak_y"])
+    if name in result.hits:
+        colour = "#39ff14" if result.hits[name] else "#ff3030"
+        x, y = result.peak[name]
         ax.add_patch(Circle((x, y), tau, fill=False, edgecolor=colour, linewidth=1.5))
         ax.plot([x], [y], marker="+", color=colour, markersize=8, markeredgewidth=1.5)
-        title += " — hit" if row["hit"] == "1" else " — miss"
+        title += " — hit" if result.hits[name] else " — miss"
     ax.set_title(title, fontsize=8)
 
 
-def _load(results: Path, split: str, names: list[str], methods: list[str]):
-    cache = load_cache(results / "cache" / f"{split}.h5")
-    index = {name: i for i, name in enumerate(cache.image_name)}
-    maps = {
-        m: read_maps(sorted((results / "saliency" / m / split).glob("*.h5")), set(names))
-        for m in methods
-    }
-    rows = {m: _pointing_rows(results, m, split) for m in methods}
-    return cache, index, maps, rows
+class _Split:
+    """The figures' split: its cache, read once, and each method's maps of the images shown,
+    read once per method."""
+
+    def __init__(self, results: Path, split: str, wanted: dict[str, set[str]]):
+        self.cache = load_cache(results / "cache" / f"{split}.h5")
+        self.index = {name: i for i, name in enumerate(self.cache.image_name)}
+        self.maps = {
+            m: read_maps(sorted((results / "saliency" / m / split).glob("*.h5")), names)
+            for m, names in wanted.items()
+        }
+
+    def image(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        i = self.index[name]
+        return self.cache.images[i], self.cache.boxes_of(i)
 
 
-def _rows_figure(results, split, names, methods, tau, folder) -> None:
+def _rows_figure(shown: _Split, scores, split, names, methods, tau, folder) -> None:
     """Figure-2 layout: per image, the X-ray with its boxes, then one overlay per method."""
-    cache, index, maps, rows = _load(results, split, names, methods)
     figure, axes = plt.subplots(
         len(names),
         1 + len(methods),
@@ -100,20 +104,14 @@ def _rows_figure(results, split, names, methods, tau, folder) -> None:
         figsize=(2.2 * (1 + len(methods)), 2.3 * len(names)),
     )
     for r, name in enumerate(names):
-        i = index[name]
-        image, boxes = cache.images[i], cache.boxes_of(i)
+        image, boxes = shown.image(name)
         _xray(axes[r, 0], image, boxes)
         axes[r, 0].set_title(f"{name} ({len(boxes)} objects)", fontsize=8)
         for c, method in enumerate(methods, start=1):
-            if name in maps[method]:
+            if name in shown.maps[method]:
+                result = scores[method, split]
                 _overlay(
-                    axes[r, c],
-                    image,
-                    boxes,
-                    maps[method][name],
-                    rows[method].get(name),
-                    tau,
-                    method,
+                    axes[r, c], image, boxes, shown.maps[method][name], result, name, tau, method
                 )
             else:
                 axes[r, c].set_axis_off()
@@ -121,7 +119,7 @@ def _rows_figure(results, split, names, methods, tau, folder) -> None:
     _save(figure, folder, "examples")
 
 
-def _gallery(results, split, names, method, tau, heading, empty, name, folder) -> None:
+def _gallery(shown, result, names, method, tau, heading, empty, name, folder) -> None:
     """Overlays of one method's maps, four to a row; a figure saying ``empty`` when none."""
     if not names:
         figure, ax = plt.subplots(figsize=(4, 0.8))
@@ -129,7 +127,6 @@ def _gallery(results, split, names, method, tau, heading, empty, name, folder) -
         ax.set_axis_off()
         _save(figure, folder, name)
         return
-    cache, index, maps, rows = _load(results, split, names, [method])
     columns = min(4, len(names))
     count = -(-len(names) // columns)
     figure, axes = plt.subplots(
@@ -138,16 +135,9 @@ def _gallery(results, split, names, method, tau, heading, empty, name, folder) -
     for ax in axes.flat[len(names) :]:
         ax.set_axis_off()
     for ax, image_name in zip(axes.flat, names, strict=False):
-        i = index[image_name]
-        _overlay(
-            ax,
-            cache.images[i],
-            cache.boxes_of(i),
-            maps[method][image_name],
-            rows[method].get(image_name),
-            tau,
-            image_name,
-        )
+        image, boxes = shown.image(image_name)
+        saliency = shown.maps[method][image_name]
+        _overlay(ax, image, boxes, saliency, result, image_name, tau, image_name)
     figure.suptitle(heading, fontsize=9)
     figure.tight_layout()
     _save(figure, folder, name)
@@ -159,23 +149,32 @@ def make_figures(
     splits: list[str],
     table: list[dict[str, Any]],
     curves: dict[str, dict],
+    scores: dict[tuple[str, str], MethodResult],
+    predictions: pd.DataFrame,
     tau: float,
     folder: Path,
 ) -> None:
-    """Every figure of the study into ``folder``, from the tables and the ``results`` folder."""
+    """Every figure of the study into ``folder``, from the tables, the per-image pointing
+    results (``scores``), the last split's ``predictions``, and that split's cache and maps."""
     split = splits[-1]  # the test split when there is one
     panel = [m for m in PANEL_METHODS if m in methods] or list(methods)[:3]
     main = next((m for m in panel if methods[m]["family"] == "normgrad"), panel[0])
 
-    pointing = _pointing_rows(results, main, split)
-    counted = [r for r in pointing.values() if r["counted"] == "1"]
-    most = sorted(counted, key=lambda r: (-int(r["n_boxes"]), r["image_name"]))[:4]
+    result = scores[main, split]
+    most = sorted(result.hits, key=lambda n: (-result.n_boxes[n], n))[:4]
+    misses = [n for n, hit in result.hits.items() if not hit][:GALLERY]
+    called_clean = (predictions["label"] == 1) & (predictions["prob"] < 0.5)
+    missed = predictions["image_name"][called_clean & predictions["image_name"].isin(result.images)]
+    missed = missed.tolist()[:GALLERY]
+    wanted = {m: set(most) for m in panel}
+    wanted[main] |= {*misses, *missed}
+    # No image to show: no cache or maps read (as for a study without a counted image).
+    shown = _Split(results, split, wanted) if wanted[main] else None
     if most:
-        _rows_figure(results, split, [r["image_name"] for r in most], panel, tau, folder)
-    misses = [r["image_name"] for r in counted if r["hit"] == "0"][:GALLERY]
+        _rows_figure(shown, scores, split, most, panel, tau, folder)
     _gallery(
-        results,
-        split,
+        shown,
+        result,
         misses,
         main,
         tau,
@@ -184,16 +183,10 @@ def make_figures(
         "failures",
         folder,
     )
-    with open(results / "predictions" / f"{split}.csv", newline="") as f:
-        missed = [
-            r["image_name"]
-            for r in csv.DictReader(f)
-            if r["label"] == "1" and float(r["prob"]) < 0.5 and r["image_name"] in pointing
-        ]
     _gallery(
-        results,
-        split,
-        missed[:GALLERY],
+        shown,
+        result,
+        missed,
         main,
         tau,
         f"positive images called clean ({split}), {main} maps",

@@ -16,17 +16,17 @@ a map without positive mass has no share (NaN). A uniform map scores the boxes' 
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 from xiqa.data.cache import load_cache
 from xiqa.errors import InputError
 from xiqa.evaluation.shards import images_digest, read_shard, sha256_file
-from xiqa.io import atomic_output, progress_bar
+from xiqa.io import progress_bar, write_csv
 
 POINTING_COLUMNS = (
     "image_name",
@@ -181,14 +181,14 @@ def run_pointing(
                     "peak_y": y,
                     "n_ties": ties,
                     # Full precision: the pointing curve re-thresholds it at other tolerances.
-                    "distance": distance if counted else "",
-                    "hit": int(distance < tau) if counted else "",
+                    "distance": distance if counted else math.nan,
+                    "hit": int(distance < tau) if counted else None,
                     "label": int(cache.label[index]),
                     "prob": f"{shard.prob[k]:.6f}",
                     "counted": int(counted),
                     "n_boxes": len(boxes),
-                    "energy": "" if math.isnan(energy) else energy,
-                    "box_share": box_share if counted else "",
+                    "energy": energy,  # NaN, an empty cell: no positive mass
+                    "box_share": box_share if counted else math.nan,
                 }
             )
     expected = set(range(first.attrs["n_shards"]))
@@ -196,14 +196,11 @@ def run_pointing(
         raise InputError(
             f"shards {sorted(expected - set(seen_shards))} of {first.attrs['method']!r} are missing"
         )
-    with atomic_output(out) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, POINTING_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    counted = [r for r in rows if r["counted"]]
-    energies = [r["energy"] for r in counted if r["energy"] != ""]
+    frame = pd.DataFrame(rows, columns=POINTING_COLUMNS).astype({"hit": "Int64"})
+    write_csv(frame, out)
+    counted = frame[frame["counted"] == 1]
     return {
         "n": len(counted),
-        "hits": sum(r["hit"] for r in counted),
-        "mean_energy": float(np.mean(energies)) if energies else math.nan,
+        "hits": int(counted["hit"].sum()),
+        "mean_energy": float(counted["energy"].mean()),  # NaN when no map has mass
     }

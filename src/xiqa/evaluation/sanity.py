@@ -15,19 +15,19 @@ near 1 all the way down.
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from xiqa.errors import InputError
 from xiqa.evaluation.stats import spearman
-from xiqa.io import atomic_output, progress_bar
+from xiqa.io import numeric_columns, progress_bar, read_csv, write_csv
 from xiqa.model.network import resolve_device, to_model_input
 from xiqa.model.predict import load_model_and_cache
 from xiqa.saliency import explain, resolve_method
@@ -173,12 +173,15 @@ def run_sanity(
         model, images, targets, family, resolved, stages, seed, batch_size
     )
     names = [cache.image_name[i] for i in rows]
-    with atomic_output(out) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(SANITY_COLUMNS)
-        for index, (stage, correlations) in enumerate(results):
-            for name, value in zip(names, correlations, strict=True):
-                writer.writerow([method, index, stage, name, "" if np.isnan(value) else value])
+    frame = pd.DataFrame(
+        [
+            (method, index, stage, name, value)  # NaN, an empty cell: a constant map
+            for index, (stage, correlations) in enumerate(results)
+            for name, value in zip(names, correlations.tolist(), strict=True)
+        ],
+        columns=SANITY_COLUMNS,
+    )
+    write_csv(frame, out)
     return results
 
 
@@ -197,19 +200,14 @@ def summarise(correlations) -> dict[str, Any]:
 
 def read_sanity(path: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
     """[(stage, correlation per image)] in cascade order, from ``xiqa sanity``'s CSV."""
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if list(reader.fieldnames or []) != list(SANITY_COLUMNS):
-                raise InputError(f"{path}: not an xiqa sanity CSV (columns {reader.fieldnames})")
-            stages: dict[tuple[int, str], list[float]] = {}
-            for line, row in enumerate(reader, start=2):
-                try:
-                    key = (int(row["stage_index"]), row["stage"])
-                    value = float(row["spearman"]) if row["spearman"] else math.nan
-                except ValueError:
-                    raise InputError(f"{path}: line {line}: not a number") from None
-                stages.setdefault(key, []).append(value)
-    except FileNotFoundError:
-        raise InputError(f"{path}: sanity results not found") from None
-    return [(stage, np.array(values)) for (_, stage), values in sorted(stages.items())]
+    frame = read_csv(path, "sanity results")
+    if list(frame.columns) != list(SANITY_COLUMNS):
+        raise InputError(f"{path}: not an xiqa sanity CSV (columns {list(frame.columns)})")
+    numbers = numeric_columns(
+        frame, ("stage_index", "spearman"), path, "not a number", optional=("spearman",)
+    )
+    frame = frame.assign(stage_index=numbers["stage_index"], spearman=numbers["spearman"])
+    return [
+        (stage, group["spearman"].to_numpy())
+        for (_, stage), group in frame.groupby(["stage_index", "stage"], sort=True)
+    ]

@@ -1,13 +1,13 @@
 """``xiqa aggregate``: the paper's Table 2 with uncertainty, the classification table, figures.
 
 Inputs follow the workflow's layout under a results folder: ``pointing/{method}/{split}.csv``,
-``predictions/{split}.csv``, ``cache/{split}.h5`` and ``saliency/{method}/{split}/*.h5``.
+``predictions/{split}.{csv,json}`` (the AUC, its interval and the ROC curve as xiqa predict
+computed them), ``sanity/{method}.csv``, ``cache/{split}.h5`` and
+``saliency/{method}/{split}/*.h5``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from collections.abc import Sequence
@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from xiqa.errors import InputError
 from xiqa.evaluation.pointing import POINTING_COLUMNS
 from xiqa.evaluation.sanity import read_sanity, summarise
 from xiqa.evaluation.stats import bootstrap_mean_ci, mcnemar_exact, wilson_interval
-from xiqa.io import atomic_output, staged_outputs
-from xiqa.model.predict import classification_metrics
+from xiqa.io import atomic_output, numeric_columns, read_csv, staged_outputs, write_csv
+from xiqa.model.predict import read_classification_metrics, read_predictions
 from xiqa.saliency import FAMILIES, PRESETS
 
 # docs/protocol.md §5: the paper's Table 2 (tau = 25 at 600x600). Guided Grad-CAM's test value is
@@ -55,6 +56,9 @@ class MethodResult:
     energy: dict[str, float] = field(default_factory=dict)  # NaN: no positive mass
     box_share: dict[str, float] = field(default_factory=dict)  # the boxes' area share
     tied: int = 0  # maps whose maximum is shared by several pixels
+    peak: dict[str, tuple[int, int]] = field(default_factory=dict)  # (x, y)
+    n_boxes: dict[str, int] = field(default_factory=dict)
+    images: list[str] = field(default_factory=list)  # every image with a map, also not counted
 
     @property
     def n(self) -> int:
@@ -66,32 +70,39 @@ class MethodResult:
 
 
 def read_pointing(path: Path) -> MethodResult:
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in POINTING_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(
-                    f"{path}: not a pointing CSV of this xiqa version (no column "
-                    f"{', '.join(missing)}); rerun xiqa pointing (snakemake --forcerun pointing)"
-                )
-            rows = list(reader)
-    except FileNotFoundError:
-        raise InputError(f"{path}: pointing results not found") from None
-    result = MethodResult()
-    for line, row in enumerate(rows, start=2):
-        if row["counted"] != "1":
-            continue
-        name = row["image_name"]
-        try:
-            result.hits[name] = int(row["hit"])
-            result.distance[name] = float(row["distance"])
-            result.energy[name] = float(row["energy"]) if row["energy"] else math.nan
-            result.box_share[name] = float(row["box_share"])
-            result.tied += int(row["n_ties"]) > 1
-        except ValueError:
-            raise InputError(f"{path}: line {line}: not an xiqa pointing row") from None
-    return result
+    """One method's results on one split, from ``xiqa pointing``'s CSV."""
+    frame = read_csv(path, "pointing results")
+    missing = [c for c in POINTING_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{path}: not a pointing CSV of this xiqa version (no column "
+            f"{', '.join(missing)}); rerun xiqa pointing (snakemake --forcerun pointing)"
+        )
+    counted = frame[frame["counted"] == "1"]
+    columns = ("hit", "distance", "energy", "box_share", "n_ties", "peak_x", "peak_y", "n_boxes")
+    error = "not an xiqa pointing row"
+    numbers = numeric_columns(counted, columns, path, error, optional=("energy",))
+    not_hit = numbers.index[~numbers["hit"].isin([0, 1])]
+    if len(not_hit):
+        raise InputError(f"{path}: line {not_hit[0] + 2}: {error}")
+    names = counted["image_name"].tolist()
+    whole = numbers[["hit", "n_boxes", "peak_x", "peak_y"]].astype(int)
+
+    def by_name(values: pd.Series) -> dict:
+        return dict(zip(names, values.tolist(), strict=True))
+
+    peaks = zip(whole["peak_x"].tolist(), whole["peak_y"].tolist(), strict=True)
+
+    return MethodResult(
+        hits=by_name(whole["hit"]),
+        distance=by_name(numbers["distance"]),
+        energy=by_name(numbers["energy"]),
+        box_share=by_name(numbers["box_share"]),
+        tied=int((numbers["n_ties"] > 1).sum()),
+        peak=dict(zip(names, peaks, strict=True)),
+        n_boxes=by_name(whole["n_boxes"]),
+        images=frame["image_name"].tolist(),
+    )
 
 
 def read_scores(
@@ -103,6 +114,24 @@ def read_scores(
         for m in methods
         for s in splits
     }
+
+
+def by_split(
+    cells: dict[tuple[str, str], dict[str, Any]],
+    methods: dict[str, dict[str, Any]],
+    splits: list[str],
+) -> list[dict[str, Any]]:
+    """Rows of a wide table: per method its :func:`method_columns`, then per split (in order)
+    each statistic of ``cells[method, split]`` as ``{split}_{statistic}``."""
+    long = pd.DataFrame([{"name": m, "split": s, **cells[m, s]} for m in methods for s in splits])
+    statistics = list(long.columns[2:])
+    wide = long.pivot(index="name", columns="split").swaplevel(axis=1)
+    wide = wide.reindex(
+        index=list(methods), columns=pd.MultiIndex.from_product([splits, statistics])
+    )
+    wide.columns = [f"{split}_{statistic}" for split, statistic in wide.columns]
+    first = pd.DataFrame([method_columns(m, e) for m, e in methods.items()], index=list(methods))
+    return pd.concat([first, wide], axis=1).to_dict("records")
 
 
 def method_columns(name: str, entry: dict[str, Any]) -> dict[str, str]:
@@ -136,9 +165,8 @@ def pointing_table(
     for split in splits:
         normgrad = [m for m in methods if methods[m]["family"] == "normgrad"]
         best[split] = max(normgrad, key=lambda m: scores[m, split].accuracy, default=None)
-    rows = []
+    cells = {}
     for name, entry in methods.items():
-        row = method_columns(name, entry)
         for split in splits:
             result = scores[name, split]
             low, high = wilson_interval(sum(result.hits.values()), result.n)
@@ -153,21 +181,18 @@ def pointing_table(
             published = PAPER_TABLE.get(name, (None, None))
             same_setup = paper and PRESETS.get(name) == entry and split in ("val", "test")
             paper_value = published[("val", "test").index(split)] if same_setup else None
-            row.update(
-                {
-                    f"{split}_accuracy": result.accuracy,
-                    f"{split}_hits": sum(result.hits.values()),
-                    f"{split}_n": result.n,
-                    f"{split}_ci_low": low,
-                    f"{split}_ci_high": high,
-                    f"{split}_p_vs_best": p,
-                    f"{split}_best_normgrad": reference or "",
-                    f"{split}_tied_peaks": result.tied / result.n if result.n else math.nan,
-                    f"{split}_paper": "" if paper_value is None else paper_value,
-                }
-            )
-        rows.append(row)
-    return rows
+            cells[name, split] = {
+                "accuracy": result.accuracy,
+                "hits": sum(result.hits.values()),
+                "n": result.n,
+                "ci_low": low,
+                "ci_high": high,
+                "p_vs_best": p,
+                "best_normgrad": reference or "",
+                "tied_peaks": result.tied / result.n if result.n else math.nan,
+                "paper": "" if paper_value is None else paper_value,
+            }
+    return by_split(cells, methods, splits)
 
 
 def curve_taus(tau: float, factors: Sequence[float]) -> list[float]:
@@ -213,30 +238,28 @@ def energy_table(
     """Rows of the energy-based pointing table: per split, the mean share of map mass on box
     pixels with its 95% percentile-bootstrap interval, over the maps with positive mass (n);
     the maps without (no_mass); and the mean box area share, which a uniform map would score."""
-    rows = []
-    for name, entry in methods.items():
-        row = method_columns(name, entry)
+    cells = {}
+    for name in methods:
         for split in splits:
             result = scores[name, split]
             energy = np.array(list(result.energy.values()))
             defined = energy[np.isfinite(energy)]
             low, high = bootstrap_mean_ci(defined)
-            row.update(
-                {
-                    f"{split}_energy": float(defined.mean()) if len(defined) else math.nan,
-                    f"{split}_ci_low": low,
-                    f"{split}_ci_high": high,
-                    f"{split}_n": len(defined),
-                    f"{split}_no_mass": len(energy) - len(defined),
-                    f"{split}_box_share": (
-                        float(np.mean(list(result.box_share.values()))) if result.n else math.nan
-                    ),
-                }
-            )
-        rows.append(row)
-    return rows
+            cells[name, split] = {
+                "energy": float(defined.mean()) if len(defined) else math.nan,
+                "ci_low": low,
+                "ci_high": high,
+                "n": len(defined),
+                "no_mass": len(energy) - len(defined),
+                "box_share": (
+                    float(np.mean(list(result.box_share.values()))) if result.n else math.nan
+                ),
+            }
+    return by_split(cells, methods, splits)
 
 
+# The md and tex tables are rendered here, not by DataFrame.to_markdown / to_latex: those need
+# tabulate and jinja2 only for formatting, and tabulate pads every cell to its column's width.
 def energy_markdown(rows: list[dict[str, Any]], splits: list[str]) -> str:
     header = ["Method", "Layer type", "Heat-map"]
     for split in splits:
@@ -382,33 +405,15 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _write_text(path, buffer.getvalue())
-
-
-def read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        return (
-            [r["image_name"] for r in rows],
-            np.array([int(r["label"]) for r in rows]),
-            np.array([float(r["prob"]) for r in rows]),
-        )
-    except FileNotFoundError:
-        raise InputError(f"{path}: predictions not found") from None
-    except (KeyError, ValueError):
-        raise InputError(f"{path}: not an xiqa predictions CSV") from None
+    write_csv(pd.DataFrame(rows), path, na_rep="nan")
 
 
 def classification_table(results: Path, splits: list[str]) -> tuple[list[dict], dict]:
+    """Per split, the AUC and its interval as xiqa predict computed them
+    (``predictions/{split}.json``); and those metrics with the ROC curves, for the figure."""
     rows, curves = [], {}
     for split in splits:
-        _, labels, probs = read_predictions(results / "predictions" / f"{split}.csv")
-        metrics = classification_metrics(labels, probs)
+        metrics = read_classification_metrics(results / "predictions" / f"{split}.json")
         low, high = metrics.get("auc_ci95", (math.nan, math.nan))
         rows.append(
             {
@@ -448,6 +453,7 @@ def aggregate(
     energy = energy_table(scores, methods, splits)
     sanity_rows = sanity_table(sanity)
     auc_rows, curves = classification_table(results, splits)
+    predictions = read_predictions(results / "predictions" / f"{splits[-1]}.csv")  # figures'
     lines = ["| split | n | positives | AUC [95% bootstrap CI] |", "|---|---:|---:|---|"]
     lines += [
         f"| {r['split']} | {r['n']} | {r['positives']} | {_fmt(r['auc'])} "
@@ -465,7 +471,7 @@ def aggregate(
         _write_csv(tables / "sanity_randomisation.csv", sanity_rows)
         _write_csv(tables / "classification.csv", auc_rows)
         _write_text(tables / "classification.md", "\n".join(lines) + "\n")
-        make_figures(results, methods, splits, rows, curves, tau, figures)
+        make_figures(results, methods, splits, rows, curves, scores, predictions, tau, figures)
         pointing_curve_figure(figures, curve, splits, tau)
         sanity_figure(figures, sanity_rows, methods)
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from xiqa.data.cache import ImageCache, load_cache
 from xiqa.errors import InputError
-from xiqa.evaluation.metrics import bootstrap_auc_ci, roc_auc, roc_curve
-from xiqa.io import atomic_output, progress_bar
+from xiqa.evaluation.stats import bootstrap_auc_ci, roc_auc, roc_curve
+from xiqa.io import atomic_output, numeric_columns, progress_bar, read_csv, write_csv
 from xiqa.model.network import load_model, resolve_device, to_model_input
 
 
@@ -71,6 +72,40 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, seed: int = 0)
     }
 
 
+def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
+    """``image_name``, ``label`` (int) and ``prob`` (float) per image, from xiqa predict's CSV."""
+    frame = read_csv(path, "predictions")
+    if not {"image_name", "label", "prob"} <= set(frame.columns):
+        raise InputError(f"{path}: not an xiqa predictions CSV")
+    numbers = numeric_columns(frame, ("label", "prob"), path, "not an xiqa predictions row")
+    return frame[["image_name"]].assign(label=numbers["label"].astype(int), prob=numbers["prob"])
+
+
+def read_classification_metrics(path: str | os.PathLike) -> dict:
+    """What :func:`run_predict` wrote with ``metrics_out``: n, positives, AUC (None with one
+    class) and, with an AUC, its interval and the ROC curve."""
+    try:
+        metrics = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(
+            f"{path}: predictions metrics not found (xiqa predict --metrics)"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path}: not JSON; rerun xiqa predict --metrics") from None
+    if not isinstance(metrics, dict):
+        metrics = {}
+    keys = ["n", "positives", "auc"]
+    if metrics.get("auc") is not None:
+        keys += ["auc_ci95", "roc_fpr", "roc_tpr"]
+    missing = [key for key in keys if key not in metrics]
+    if missing:
+        raise InputError(
+            f"{path}: not the metrics of xiqa predict (no key {', '.join(missing)}); "
+            "rerun xiqa predict --metrics"
+        )
+    return metrics
+
+
 def run_predict(
     model_path: str | os.PathLike,
     images_path: str | os.PathLike,
@@ -83,11 +118,12 @@ def run_predict(
     dev = resolve_device(device)
     model, cache = load_model_and_cache(model_path, images_path, dev)
     probs = predict_probs(model, cache.images, batch_size, dev)
-    with atomic_output(out) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["image_name", "label", "prob"])
-        for name, label, prob in zip(cache.image_name, cache.label, probs, strict=True):
-            writer.writerow([name, int(label), f"{prob:.6f}"])
+    predictions = {
+        "image_name": cache.image_name,
+        "label": cache.label.astype(int),
+        "prob": [f"{prob:.6f}" for prob in probs],  # 6 decimals, zeros kept
+    }
+    write_csv(pd.DataFrame(predictions), out)
     metrics = classification_metrics(cache.label, probs)
     if metrics_out is not None:
         with atomic_output(metrics_out) as tmp:

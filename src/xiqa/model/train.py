@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from xiqa.data.cache import ImageCache, load_cache
 from xiqa.errors import InputError
-from xiqa.evaluation.metrics import bootstrap_auc_ci, roc_auc
+from xiqa.evaluation.stats import bootstrap_auc_ci, roc_auc
 from xiqa.io import atomic_output, progress_bar
 from xiqa.model.augment import augment_batch
 from xiqa.model.network import build_model, load_model, resolve_device, save_model, to_model_input
