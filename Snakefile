@@ -13,24 +13,21 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-# The main process checks the config (one line naming the bad key; Snakemake's own report spans
-# many lines, and it does not know the methods), then fills the defaults. Without xiqa importable
-# (Snakemake outside the package's environment), Snakemake's validation alone remains.
-if workflow.is_main_process:
+# The config is validated once, and its defaults filled in. With xiqa importable, the main process
+# checks it all (one line naming the bad key, where Snakemake's report spans many lines; and the
+# methods, which Snakemake does not know), a job's process (on a cluster) only the schema.
+# Without xiqa (Snakemake outside the package's environment), Snakemake's validation does it.
+SCHEMA = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+try:
+    from xiqa.config import check_config, check_schema
+    from xiqa.errors import InputError
+except ImportError:
+    validate(config, SCHEMA)
+else:
     try:
-        from xiqa.config import check_config
-        from xiqa.errors import InputError
-    except ImportError:
-        check_config = None
-    if check_config is not None:
-        try:
-            check_config(
-                config,
-                os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
-            )
-        except InputError as exc:
-            sys.exit(f"xiqa: error: {exc}")
-validate(config, "workflow/schemas/config.schema.yaml")
+        (check_config if workflow.is_main_process else check_schema)(config, SCHEMA)
+    except InputError as exc:
+        sys.exit(f"xiqa: error: {exc}")
 
 
 include: "workflow/rules/common.smk"

@@ -5,7 +5,9 @@ Every command exits non-zero with a one-line ``xiqa: error: ...`` message on bad
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import typing
 from pathlib import Path
 
 import click
@@ -146,6 +148,26 @@ def _model_and_images(command):
     )(command)
 
 
+def _recipe_options(command):
+    """One option per field of the training recipe, with its default, bounds and help."""
+    from xiqa.model.recipe import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for field in reversed(dataclasses.fields(TrainConfig)):
+        name, meta = field.name.replace("_", "-"), field.metadata
+        kind = hints[field.name]
+        decl, option_type = f"--{name}", kind
+        if kind is bool:
+            decl, option_type = f"--{name}/--no-{name}", None
+        elif meta["min"] is not None or meta["max"] is not None:
+            ranged = click.IntRange if kind is int else click.FloatRange
+            option_type = ranged(meta["min"], meta["max"], min_open=meta["min_open"])
+        command = click.option(
+            decl, type=option_type, default=field.default, show_default=True, help=meta["help"]
+        )(command)
+    return command
+
+
 @main.command()
 @click.option(
     "--train", "train_cache", required=True, type=_input_file, help="Training image cache (.h5)."
@@ -163,42 +185,7 @@ def _model_and_images(command):
     type=click.Path(file_okay=False, path_type=Path),
     help="Run folder: model.pt, history.csv, metrics.json, checkpoints.",
 )
-@click.option(
-    "--arch", default="resnet34", show_default=True, help="torchvision ResNet or DenseNet name."
-)
-@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
-@click.option("--momentum", type=click.FloatRange(min=0, max=1), default=0.9, show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
-@click.option(
-    "--lr-step",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Epochs between learning-rate decays by --lr-gamma.",
-)
-@click.option("--lr-gamma", type=click.FloatRange(min=0, max=1), default=0.1, show_default=True)
-@click.option(
-    "--warmup-iters",
-    type=click.IntRange(min=0),
-    default=500,
-    show_default=True,
-    help="Iterations of linear learning-rate warm-up.",
-)
-@click.option(
-    "--augment/--no-augment",
-    default=True,
-    show_default=True,
-    help="The paper's flip, brightness/contrast jitter and affine warp.",
-)
-@click.option(
-    "--pretrained",
-    default="none",
-    show_default=True,
-    help="none, imagenet (from the local torch cache) or a state-dict file.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
+@_recipe_options
 @click.option(
     "--restart-if-changed",
     is_flag=True,

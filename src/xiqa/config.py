@@ -1,13 +1,15 @@
-"""The workflow's configuration, checked before any job runs: one line naming the bad key.
+"""The workflow's configuration, checked once before any job runs: one line naming the bad key.
 
 Snakemake's own schema validation reports an error over many lines (for an unknown key, the whole
-configuration); this check reports the first problem as one line, and goes beyond the schema:
-every method must resolve to a registered family with parameters it takes and layers the
-configured architecture has, and local paths must exist.
+configuration); this check reports the first problem as one line, fills in the schema's defaults
+as Snakemake's would, and goes beyond the schema: every method must resolve to a registered
+family with parameters it takes and layers the configured architecture has, and local paths must
+exist.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -21,11 +23,25 @@ WORKFLOW_METHOD_KEYS = ("max_images",)
 
 
 def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None:
-    """Raise :class:`InputError` naming the first bad key of a workflow ``config``."""
+    """Raise :class:`InputError` naming the first bad key of a workflow ``config``; fill in the
+    schema's defaults."""
+    check_schema(config, schema_path)
+    check_paths(config)
+    arch = config["train"]["arch"]
+    from xiqa.model.network import architectures
+
+    if arch not in architectures():
+        raise InputError(f"config key train.arch: unknown architecture {arch!r}")
+    check_methods(config["methods"], arch)
+
+
+def check_schema(config: dict[str, Any], schema_path: str | os.PathLike) -> None:
+    """Raise :class:`InputError` naming the first key of ``config`` the schema rejects; then set
+    every absent key that has a default in the schema, as Snakemake's ``validate`` does."""
     with open(schema_path) as f:
         schema = yaml.safe_load(f)
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    validator_class = jsonschema.validators.validator_for(schema)
+    error = jsonschema.exceptions.best_match(validator_class(schema).iter_errors(config))
     if error is not None:
         where = [str(p) for p in error.absolute_path]
         message = error.message.replace("\n", " ")
@@ -37,21 +53,32 @@ def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None
         if len(message) > 200:
             message = message[:200] + "..."
         raise InputError(f"config key {where}: {message}")
-    check_paths(config)
-    arch = config.get("train", {}).get("arch", "resnet34")
-    from xiqa.model.network import architectures
+    _filling_defaults(validator_class)(schema).validate(config)
 
-    if arch not in architectures():
-        raise InputError(f"config key train.arch: unknown architecture {arch!r}")
-    check_methods(config.get("methods", {}), arch)
+
+def _filling_defaults(validator_class: type) -> type:
+    """``validator_class`` extended to set absent properties to their schema default on the way
+    down (jsonschema's FAQ recipe, which Snakemake's ``validate`` uses), so nested sections get
+    theirs too."""
+    properties = validator_class.VALIDATORS["properties"]
+
+    def fill(validator, subschemas, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, subschema in subschemas.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from properties(validator, subschemas, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": fill})
 
 
 def check_paths(config: dict[str, Any]) -> None:
-    """The dataset folder and a pretrained-weights file, when given as paths, must exist."""
-    dataset = config.get("dataset", "synthetic")
+    """The dataset folder and a pretrained-weights file, when given as paths, must exist (in a
+    config whose defaults are filled in)."""
+    dataset = config["dataset"]
     if dataset != "synthetic" and not os.path.isdir(dataset):
         raise InputError(f"config key dataset: folder {dataset!r} not found")
-    pretrained = str(config.get("train", {}).get("pretrained", "none"))
+    pretrained = str(config["train"]["pretrained"])
     if pretrained not in ("none", "imagenet") and not os.path.isfile(pretrained):
         raise InputError(f"config key train.pretrained: file {pretrained!r} not found")
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import typing
 
 import pytest
 import torch
+import yaml
 
 from xiqa.errors import InputError
 from xiqa.evaluation.stats import roc_auc
 from xiqa.model.train import TrainConfig, train
 
-from conftest import assert_one_line_error, run_cli
+from conftest import REPO, assert_one_line_error, run_cli
 
 TINY = dict(arch="resnet18", batch_size=8, lr=0.01, warmup_iters=4, lr_step=2, seed=1)
 
@@ -29,6 +32,78 @@ def _train(caches, out, config, split="train", **options):
 def _history(run):
     with open(run / "history.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_warm_up_rises_linearly_in_the_first_epoch_only():
+    """The authors' schedule: factor 1/1000 (1 - x/W) + x/W at iteration x < W of epoch 0,
+    W = min(warmup_iters, iterations per epoch - 1); later epochs only decay by lr_gamma."""
+    config = TrainConfig(lr=0.1, warmup_iters=1000, lr_step=5, lr_gamma=0.1)
+    # 11 iterations per epoch: W = min(1000, 10) = 10.
+    assert config.lr_at(0, 0, 11) == pytest.approx(0.1 * 0.001, rel=1e-12)
+    assert config.lr_at(5, 0, 11) == pytest.approx(0.1 * (0.001 * 0.5 + 0.5), rel=1e-12)
+    assert config.lr_at(9, 0, 11) == pytest.approx(0.1 * (0.001 * 0.1 + 0.9), rel=1e-12)
+    assert config.lr_at(10, 0, 11) == pytest.approx(0.1, rel=1e-12)
+    assert config.lr_at(0, 1, 11) == pytest.approx(0.1, rel=1e-12)  # the second epoch: none
+    assert config.lr_at(3, 4, 11) == pytest.approx(0.1, rel=1e-12)
+    assert config.lr_at(0, 5, 11) == pytest.approx(0.01, rel=1e-12)  # x0.1 after lr_step epochs
+    # A cap shorter than the epoch: W = 4.
+    short = dataclasses.replace(config, warmup_iters=4)
+    assert short.lr_at(2, 0, 37) == pytest.approx(0.1 * (0.001 * 0.5 + 0.5), rel=1e-12)
+    assert short.lr_at(4, 0, 37) == pytest.approx(0.1, rel=1e-12)
+    # Object-CXR at batch 16 (500 iterations per epoch): W = 499.
+    paper = TrainConfig(lr=0.005)
+    assert paper.lr_at(498, 0, 500) == pytest.approx(0.005 * (0.001 / 499 + 498 / 499))
+    assert paper.lr_at(499, 0, 500) == pytest.approx(0.005, rel=1e-12)
+    # No warm-up: warmup_iters 0, or a one-iteration epoch (W = 0).
+    assert dataclasses.replace(config, warmup_iters=0).lr_at(0, 0, 11) == 0.1
+    assert config.lr_at(0, 0, 1) == 0.1
+
+
+def test_training_applies_the_schedule_step_by_step(tiny_caches, tmp_path, monkeypatch):
+    """30 training images at batch 8: 3 iterations per epoch, so W = min(4, 2) = 2."""
+    applied = []
+    step = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):
+        applied.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
+    _train(tiny_caches, tmp_path, TrainConfig(**{**TINY, "lr_step": 1}, epochs=2))
+    expected = [0.01 * 0.001, 0.01 * (0.001 * 0.5 + 0.5), 0.01, 0.001, 0.001, 0.001]
+    assert applied == pytest.approx(expected, rel=1e-12)
+    assert [float(row["lr"]) for row in _history(tmp_path)] == pytest.approx([0.01, 0.001])
+
+
+def test_recipe_bounds_are_checked():
+    with pytest.raises(InputError, match="lr must be > 0"):
+        TrainConfig(lr=0).check()
+    with pytest.raises(InputError, match="momentum must be <= 1"):
+        TrainConfig(momentum=1.5).check()
+    with pytest.raises(InputError, match="warmup_iters must be >= 0"):
+        TrainConfig(warmup_iters=-1).check()
+    TrainConfig(momentum=1, warmup_iters=0, weight_decay=0).check()  # the bounds themselves
+
+
+def test_the_schema_train_section_is_the_recipe():
+    """The workflow schema's train keys, types, defaults and bounds are TrainConfig's."""
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    section = schema["properties"]["train"]["properties"]
+    fields = dataclasses.fields(TrainConfig)
+    assert list(section) == [field.name for field in fields]
+    json_type = {str: "string", int: "integer", float: "number", bool: "boolean"}
+    hints = typing.get_type_hints(TrainConfig)
+    for field in fields:
+        entry, meta = section[field.name], field.metadata
+        assert entry["type"] == json_type[hints[field.name]], field.name
+        assert entry["default"] == field.default, field.name
+        bounds = {}
+        if meta["min"] is not None:
+            bounds["exclusiveMinimum" if meta["min_open"] else "minimum"] = meta["min"]
+        if meta["max"] is not None:
+            bounds["maximum"] = meta["max"]
+        numeric = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+        assert {k: v for k, v in entry.items() if k in numeric} == bounds, field.name
 
 
 def test_loss_falls_on_a_tiny_set(tiny_caches, tmp_path):

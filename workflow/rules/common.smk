@@ -26,24 +26,18 @@ def dataset_root():
 
 
 def train_options():
-    """The train section of the config as `xiqa train` options (quoted for the shell)."""
+    """The train section of the config as `xiqa train` options (quoted for the shell): each key
+    is an option of the same name, a boolean its --key/--no-key flag. Sorted, so that the order
+    of the keys in a config file does not count as a change of the recipe (a rerun)."""
     import shlex
 
-    t = config["train"]
-    options = [
-        f"--arch {shlex.quote(t['arch'])}",
-        f"--epochs {t['epochs']}",
-        f"--batch-size {t['batch_size']}",
-        f"--lr {t['lr']}",
-        f"--momentum {t['momentum']}",
-        f"--weight-decay {t['weight_decay']}",
-        f"--lr-step {t['lr_step']}",
-        f"--lr-gamma {t['lr_gamma']}",
-        f"--warmup-iters {t['warmup_iters']}",
-        "--augment" if t["augment"] else "--no-augment",
-        f"--pretrained {shlex.quote(str(t['pretrained']))}",
-        f"--seed {t['seed']}",
-    ]
+    options = []
+    for key, value in sorted(config["train"].items()):
+        name = key.replace("_", "-")
+        if isinstance(value, bool):
+            options.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            options.append(f"--{name} {shlex.quote(str(value))}")
     return " ".join(options)
 
 

@@ -10,7 +10,6 @@ an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -19,11 +18,11 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -34,31 +33,9 @@ from xiqa.io import atomic_output, progress_bar
 from xiqa.model.augment import augment_batch
 from xiqa.model.network import build_model, load_model, resolve_device, save_model, to_model_input
 from xiqa.model.predict import predict_probs
+from xiqa.model.recipe import TrainConfig
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_auc", "lr", "seconds")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The recipe. Defaults are the paper's (docs/protocol.md §2) but for epochs and batch size."""
-
-    arch: str = "resnet34"
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_step: int = 5  # epochs between ×lr_gamma decays
-    lr_gamma: float = 0.1
-    warmup_iters: int = 500  # linear warm-up over the first iterations
-    augment: bool = True
-    pretrained: str = "none"
-    seed: int = 0
-
-    def lr_at(self, iteration: int, epoch: int) -> float:
-        """Learning rate of a global iteration (counted from 0) in a 0-based epoch."""
-        warmup = min(1.0, (iteration + 1) / self.warmup_iters) if self.warmup_iters else 1.0
-        return self.lr * warmup * self.lr_gamma ** (epoch // self.lr_step)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -114,10 +91,9 @@ def _digest(cache: ImageCache) -> str:
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, HISTORY_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(history)
+    with atomic_output(path) as tmp:
+        frame = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
+        frame.to_csv(tmp, index=False, lineterminator="\n")
 
 
 def _resume_state(out: Path, fingerprint: dict[str, Any], restart: bool) -> dict[str, Any] | None:
@@ -169,8 +145,7 @@ def train(
     ``on_epoch_end(epoch, row)`` is called after each epoch's checkpoint is safely written.
     Returns the metrics written to metrics.json.
     """
-    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
-        raise InputError("epochs and batch size must be at least 1 and the learning rate > 0")
+    config.check()
     train_set, val_set = load_cache(train_cache), load_cache(val_cache)
     if train_set.size != val_set.size:
         raise InputError(
@@ -193,11 +168,11 @@ def train(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     history: list[dict[str, Any]] = []
-    start_epoch, iteration, best_auc, best_epoch = 0, 0, -1.0, 0
+    start_epoch, best_auc, best_epoch = 0, -1.0, 0
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, iteration = state["epoch"], state["iteration"]
+        start_epoch = state["epoch"]
         history, best_auc, best_epoch = state["history"], state["best_auc"], state["best_epoch"]
 
     images = torch.from_numpy(train_set.images)
@@ -218,10 +193,10 @@ def train(
         batches = _batches(len(images), config.batch_size, generator)
         model.train()
         losses = []
-        for index in progress_bar(
-            iterable=batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch"
+        for step, index in enumerate(
+            progress_bar(iterable=batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch")
         ):
-            lr = config.lr_at(iteration, epoch)
+            lr = config.lr_at(step, epoch, len(batches))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = load_batch(images, labels, index, dev, generator if config.augment else None)
@@ -231,7 +206,6 @@ def train(
             loss.backward()
             optimizer.step()
             losses.append(loss.detach())
-            iteration += 1
         probs = predict_probs(model, val_set.images, config.batch_size * 2, dev)
         val_auc = roc_auc(val_set.label, probs)
         row = {
@@ -251,7 +225,6 @@ def train(
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "epoch": epoch + 1,
-                    "iteration": iteration,
                     "history": history,
                     "best_auc": best_auc,
                     "best_epoch": best_epoch,
