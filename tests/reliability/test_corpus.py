@@ -735,6 +735,7 @@ CONFIG_CASES = {
 }
 
 
+@pytest.mark.slow  # one Snakemake run per case
 @pytest.mark.parametrize("name", list(CONFIG_CASES))
 def test_bad_config(name, tmp_path):
     """The user edits config.yaml badly; `snakemake` stops before any job with one line."""

@@ -29,6 +29,8 @@ from conftest import copy_workflow, run_cli, run_snakemake, start_snakemake
 
 XIQA = [sys.executable, "-m", "xiqa.cli"]
 
+pytestmark = pytest.mark.slow  # every test runs real commands until it kills them, then reruns
+
 
 def open_files(pid: int) -> list[str]:
     """Paths the process has open (Linux /proc)."""

@@ -8,6 +8,7 @@ import importlib
 import pkgutil
 import re
 
+import pytest
 import yaml
 from PIL import Image
 
@@ -80,6 +81,7 @@ def test_workflow_quotes_every_path_in_its_shell_commands():
     assert unquoted == []
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_a_dataset_path_with_shell_metacharacters_is_only_a_path(tmp_path):
     """The config's dataset path goes through the split and prepare rules verbatim: no word
     splitting, no command substitution."""

@@ -21,10 +21,13 @@ n_shards: 1
 sanity: {n_images: 2, stages: all}
 """
 
-pytestmark = pytest.mark.skipif(
-    not available() and not os.environ.get("XIQA_REQUIRE_SLURM"),
-    reason="SLURM (slurm-wlm, munge) is not installed; .ci/run installs it",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not available() and not os.environ.get("XIQA_REQUIRE_SLURM"),
+        reason="SLURM (slurm-wlm, munge) is not installed; .ci/run installs it",
+    ),
+]
 
 
 def test_tiny_workflow_completes_through_sbatch(tmp_path):

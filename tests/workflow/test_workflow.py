@@ -25,6 +25,8 @@ sanity: {n_images: 2, stages: all}
 """
 METHODS = ("normgrad-conv1x1-single", "normgrad-conv1x1-combined", "gradcam")
 
+pytestmark = pytest.mark.slow  # every test runs Snakemake
+
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
