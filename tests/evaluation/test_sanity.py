@@ -130,7 +130,10 @@ def test_cascade_randomises_exactly_the_stages_above_and_is_seeded():
     assert torch.equal(same["bn1.running_var"], torch.ones(64))
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize(
+    "family",  # RISE at its default 4000 masks per image: minutes on a CPU
+    [pytest.param(f, marks=pytest.mark.slow) if f == "rise" else f for f in sorted(FAMILIES)],
+)
 def test_every_family_correlates_exactly_one_before_randomisation(family):
     size = 64  # layer4 of ResNet-34 is 2x2: no layer map is constant
     model = _settled("resnet34", size)  # the registry's default layers are ResNet-34's
