@@ -131,8 +131,12 @@ def test_cascade_randomises_exactly_the_stages_above_and_is_seeded():
 
 
 @pytest.mark.parametrize(
-    "family",  # RISE at its default 4000 masks per image: minutes on a CPU
-    [pytest.param(f, marks=pytest.mark.slow) if f == "rise" else f for f in sorted(FAMILIES)],
+    "family",  # RISE (4000 masks) and Score-CAM (512 channels) at their defaults: one forward
+    # pass per mask or channel, per image and stage, on a CPU
+    [
+        pytest.param(f, marks=pytest.mark.slow) if f in ("rise", "scorecam") else f
+        for f in sorted(FAMILIES)
+    ],
 )
 def test_every_family_correlates_exactly_one_before_randomisation(family):
     size = 64  # layer4 of ResNet-34 is 2x2: no layer map is constant
