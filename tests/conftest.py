@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -120,3 +123,49 @@ def copy_workflow(dest: Path, methods: tuple[str, ...]) -> Path:
     demo["methods"] = {name: demo["methods"][name] for name in methods}
     (dest / "config.yaml").write_text(yaml.safe_dump(demo, sort_keys=False))
     return dest
+
+
+def _snakemake(
+    workdir: Path, args: tuple, cores: int | None, env: dict[str, str] | None
+) -> tuple[list[str], dict]:
+    """The command line and the Popen arguments of ``snakemake ARGS`` in ``workdir``: this
+    interpreter's Snakemake, with its bin folder first on PATH, so that the jobs' ``xiqa`` and
+    ``python`` are the ones under test. ``env`` (default os.environ) is the rest of the
+    environment."""
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    cores_flag = [] if cores is None else ["--cores", str(cores)]
+    command = [sys.executable, "-m", "snakemake", *cores_flag, *map(str, args)]
+    return command, {"cwd": workdir, "env": env, "text": True}
+
+
+def run_snakemake(
+    workdir: Path,
+    *args,
+    cores: int | None = 1,
+    check: bool = False,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    **popen_kwargs,
+) -> subprocess.CompletedProcess:
+    """Run ``snakemake --cores CORES ARGS`` in ``workdir`` (``cores=None``: no --cores) and wait;
+    stdout and stderr are captured as text unless ``popen_kwargs`` say otherwise."""
+    command, kwargs = _snakemake(workdir, args, cores, env)
+    popen_kwargs.setdefault("stdout", subprocess.PIPE)
+    popen_kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.run(command, check=check, timeout=timeout, **kwargs, **popen_kwargs)
+
+
+def start_snakemake(
+    workdir: Path, *args, cores: int | None = 1, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start ``snakemake --cores CORES ARGS`` in ``workdir`` without waiting, stdout and stderr
+    together in ``stdout``, in a process group of its own: ``os.killpg`` kills its jobs too."""
+    command, kwargs = _snakemake(workdir, args, cores, env)
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **kwargs,
+    )

@@ -109,7 +109,14 @@ def test_cascade_randomises_exactly_the_stages_above_and_is_seeded():
     assert torch.equal(same["bn1.running_var"], torch.ones(64))
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize(
+    "family",  # RISE (4000 masks) and Score-CAM (512 channels) at their defaults: one forward
+    # pass per mask or channel, per image and stage, on a CPU
+    [
+        pytest.param(f, marks=pytest.mark.slow) if f in ("rise", "scorecam") else f
+        for f in sorted(FAMILIES)
+    ],
+)
 def test_every_family_correlates_exactly_one_before_randomisation(family):
     size = 64  # layer4 of ResNet-34 is 2x2: no layer map is constant
     model = _settled("resnet34", size)  # the registry's default layers are ResNet-34's

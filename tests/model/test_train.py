@@ -106,6 +106,7 @@ def test_the_schema_train_section_is_the_recipe():
         assert {k: v for k, v in entry.items() if k in numeric} == bounds, field.name
 
 
+@pytest.mark.slow  # trains for several epochs, or several times
 def test_loss_falls_on_a_tiny_set(tiny_caches, tmp_path):
     config = TrainConfig(
         **{
@@ -124,6 +125,7 @@ def test_loss_falls_on_a_tiny_set(tiny_caches, tmp_path):
     assert sum(losses[-2:]) / 2 < 0.6 * losses[0], losses
 
 
+@pytest.mark.slow  # trains for several epochs, or several times
 def test_killed_run_resumes_to_the_same_weights(tiny_caches, tmp_path):
     config = TrainConfig(**TINY, epochs=3)
     _train(tiny_caches, tmp_path / "whole", config)
@@ -162,6 +164,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny_caches, tmp_path):
         )
 
 
+@pytest.mark.slow  # trains for several epochs, or several times
 def test_outputs_and_best_epoch_by_clean_val_auc(tiny_caches, tmp_path):
     config = TrainConfig(**TINY, epochs=2)
     metrics = _train(tiny_caches, tmp_path, config)
@@ -202,6 +205,7 @@ def test_outputs_and_best_epoch_by_clean_val_auc(tiny_caches, tmp_path):
     )
 
 
+@pytest.mark.slow  # trains for several epochs, or several times
 def test_resume_with_another_recipe_is_refused(tiny_caches, tmp_path):
     _train(tiny_caches, tmp_path, TrainConfig(**TINY, epochs=1))
     with pytest.raises(InputError, match="different lr"):

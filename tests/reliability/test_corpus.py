@@ -30,7 +30,7 @@ from PIL import Image
 from xiqa.evaluation.shards import run_saliency
 from xiqa.model.network import build_model, save_model
 
-from conftest import assert_one_line_error, copy_workflow, make_dataset, run_cli
+from conftest import assert_one_line_error, copy_workflow, make_dataset, run_cli, run_snakemake
 
 GOOD = {
     "train": [("00001.jpg", "0 10 10 40 40"), ("00002.jpg", "")],
@@ -778,6 +778,7 @@ CONFIG_CASES = {
 }
 
 
+@pytest.mark.slow  # one Snakemake run per case
 @pytest.mark.parametrize("name", list(CONFIG_CASES))
 def test_bad_config(name, tmp_path):
     """The user edits config.yaml badly; `snakemake` stops before any job with one line."""
@@ -789,13 +790,7 @@ def test_bad_config(name, tmp_path):
         config[key] = {**config[key], **value} if merge else value
     (workflow / "config.yaml").write_text(yaml.safe_dump(config))
     before = _snapshot(workflow, skip=".snakemake")
-    result = subprocess.run(
-        [Path(sys.executable).parent / "snakemake", "--cores", "1"],
-        cwd=workflow,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_snakemake(workflow, timeout=300)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("xiqa: error: config key"), result.stderr

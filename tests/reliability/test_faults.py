@@ -25,9 +25,11 @@ import torch
 from xiqa.data.synth import write_synthetic
 from xiqa.model.network import build_model, save_model
 
-from conftest import copy_workflow, run_cli
+from conftest import copy_workflow, run_cli, run_snakemake, start_snakemake
 
 XIQA = [sys.executable, "-m", "xiqa.cli"]
+
+pytestmark = pytest.mark.slow  # every test runs real commands until it kills them, then reruns
 
 
 def open_files(pid: int) -> list[str]:
@@ -237,20 +239,6 @@ sanity: {n_images: 2, stages: [fc, conv1]}
 """
 
 
-def snakemake(workdir: Path, *args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--cores", "1", *args],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: kill -9 takes the jobs too
-        **kwargs,
-    )
-
-
 def finished(results: Path) -> dict[str, int]:
     """The workflow's outputs present now (not logs or benchmarks), with their mtimes."""
     return {
@@ -266,7 +254,7 @@ def test_killed_workflow_reruns_only_what_was_not_finished(tmp_path):
     copy_workflow(tmp_path, ("gradcam", "input-x-gradient"))
     (tmp_path / "tiny.yaml").write_text(TINY)
     results = tmp_path / "results"
-    proc = snakemake(tmp_path, "--configfile", "tiny.yaml")
+    proc = start_snakemake(tmp_path, "--configfile", "tiny.yaml")  # killpg takes the jobs too
     deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline:
         if any((results / "saliency").rglob(".*.tmp")):  # a saliency job is writing its shard
@@ -280,21 +268,27 @@ def test_killed_workflow_reruns_only_what_was_not_finished(tmp_path):
     before = finished(results)
     assert "model/model.pt" in before
 
-    subprocess.run(
-        [sys.executable, "-m", "snakemake", "--unlock"],
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-    )  # the lock a killed Snakemake leaves behind
-    plan = snakemake(tmp_path, "--configfile", "tiny.yaml", "--dry-run", "--quiet", "rules")
-    planned = plan.communicate(timeout=300)[0]
+    run_snakemake(tmp_path, "--unlock", cores=None, check=True)  # a killed Snakemake's lock
+    plan = run_snakemake(
+        tmp_path,
+        "--configfile",
+        "tiny.yaml",
+        "--dry-run",
+        "--quiet",
+        "rules",
+        stderr=subprocess.STDOUT,
+        timeout=300,
+    )
+    planned = plan.stdout
     assert plan.returncode == 0, planned
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", planned, re.MULTILINE))
     missing = 8 - sum(k.startswith("saliency/") for k in before)  # 2 methods x 2 splits x 2
     assert int(counts["saliency"]) == missing and "train" not in counts, planned
 
-    rerun = snakemake(tmp_path, "--configfile", "tiny.yaml")
-    log = rerun.communicate(timeout=900)[0]
+    rerun = run_snakemake(
+        tmp_path, "--configfile", "tiny.yaml", stderr=subprocess.STDOUT, timeout=900
+    )
+    log = rerun.stdout
     assert rerun.returncode == 0, log[-3000:]
     after = finished(results)
     assert {k: after[k] for k in before} == before  # nothing finished was redone

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import ast
 import importlib
-import os
 import pkgutil
 import re
-import subprocess
-import sys
-from pathlib import Path
 
+import pytest
 import yaml
 from PIL import Image
 
 import xiqa
 
-from conftest import REPO, copy_workflow, make_dataset
+from conftest import REPO, copy_workflow, make_dataset, run_snakemake
 
 SOURCES = sorted((REPO / "src" / "xiqa").rglob("*.py"))
 
@@ -84,6 +81,7 @@ def test_workflow_quotes_every_path_in_its_shell_commands():
     assert unquoted == []
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_a_dataset_path_with_shell_metacharacters_is_only_a_path(tmp_path):
     """The config's dataset path goes through the split and prepare rules verbatim: no word
     splitting, no command substitution."""
@@ -98,24 +96,7 @@ def test_a_dataset_path_with_shell_metacharacters_is_only_a_path(tmp_path):
         },
     )
     (workdir / "real.yaml").write_text(yaml.safe_dump({"dataset": str(dataset), "image_size": 32}))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--cores",
-            "1",
-            "results/cache/val.h5",
-            "--configfile",
-            "real.yaml",
-        ],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_snakemake(workdir, "results/cache/val.h5", "--configfile", "real.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (workdir / "results" / "cache" / "val.h5").is_file()
     assert not list(workdir.rglob("pwned*")) and not list(tmp_path.glob("pwned*"))

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,7 +10,7 @@ from slurm_cluster import available, slurm_cluster
 
 from xiqa.data.cache import load_cache
 
-from conftest import REPO, copy_workflow
+from conftest import REPO, copy_workflow, run_snakemake
 
 PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 TINY = """
@@ -24,10 +21,13 @@ n_shards: 1
 sanity: {n_images: 2, stages: all}
 """
 
-pytestmark = pytest.mark.skipif(
-    not available() and not os.environ.get("XIQA_REQUIRE_SLURM"),
-    reason="SLURM (slurm-wlm, munge) is not installed; .ci/run installs it",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not available() and not os.environ.get("XIQA_REQUIRE_SLURM"),
+        reason="SLURM (slurm-wlm, munge) is not installed; .ci/run installs it",
+    ),
+]
 
 
 def test_tiny_workflow_completes_through_sbatch(tmp_path):
@@ -39,30 +39,22 @@ def test_tiny_workflow_completes_through_sbatch(tmp_path):
     work = copy_workflow(tmp_path / "work", ("normgrad-conv1x1-combined", "gradcam"))
     (work / "tiny.yaml").write_text(TINY)
     with slurm_cluster(tmp_path / "slurm", partitions) as env:
-        shims, rest = env["PATH"].split(os.pathsep, 1)  # the cluster's srun shim comes first
-        env["PATH"] = os.pathsep.join([shims, str(Path(sys.executable).parent), rest])
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "--profile",
-                str(PROFILE),
-                "--configfile",
-                "tiny.yaml",
-                "--slurm-status-command",
-                "squeue",
-                "--slurm-init-seconds-before-status-checks",
-                "1",
-                "--seconds-between-status-checks",
-                "2",
-                "--jobs",
-                "4",
-            ],
-            cwd=work,
+        result = run_snakemake(  # the cluster's srun shim stays ahead of the real srun on PATH
+            work,
+            "--profile",
+            PROFILE,
+            "--configfile",
+            "tiny.yaml",
+            "--slurm-status-command",
+            "squeue",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            "--seconds-between-status-checks",
+            "2",
+            "--jobs",
+            "4",
+            cores=None,
             env=env,
-            capture_output=True,
-            text=True,
             timeout=1500,
         )
         log = result.stdout + result.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import torch
 from xiqa.data.cache import load_cache
 from xiqa.evaluation.figures import FIGURE_NAMES
 
-from conftest import REPO, copy_workflow
+from conftest import REPO, copy_workflow, run_snakemake
 
 TINY = """
 synthetic: {n_train: 16, n_dev: 8, n_test: 8, seed: 2}
@@ -25,6 +24,8 @@ train: {epochs: 1, batch_size: 8}
 sanity: {n_images: 2, stages: all}
 """
 METHODS = ("normgrad-conv1x1-single", "normgrad-conv1x1-combined", "gradcam")
+
+pytestmark = pytest.mark.slow  # every test runs Snakemake
 
 
 @pytest.fixture
@@ -35,20 +36,8 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_demo_workflow_trains_and_predicts(workdir):
-    result = snakemake(workdir, "--configfile", "tiny.yaml")
+    result = run_snakemake(workdir, "--configfile", "tiny.yaml", cores=2)
     assert result.returncode == 0, result.stderr[-3000:]
     results = workdir / "results"
     sizes = {}
@@ -85,10 +74,12 @@ def test_demo_workflow_trains_and_predicts(workdir):
         assert len(rows) == 2 * 12 and rows[0]["stage"] == "none"
     stages = _csv(results / "tables" / "sanity_randomisation.csv")
     assert len(stages) == 12 * len(METHODS) and stages[-1]["stage"] == "conv1"
-    again = snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run")
+    again = run_snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run", cores=2)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
-    report = snakemake(workdir, "--configfile", "tiny.yaml", "--report", "results/report.html")
+    report = run_snakemake(
+        workdir, "--configfile", "tiny.yaml", "--report", "results/report.html", cores=2
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     html = (results / "report.html").read_text(errors="replace")
     assert "pointing_accuracy.png" in html and "sanity_randomisation.png" in html
@@ -96,7 +87,9 @@ def test_demo_workflow_trains_and_predicts(workdir):
     # A new method schedules only its own saliency and pointing jobs, and the aggregation.
     with open(workdir / "tiny.yaml", "a") as f:
         f.write("methods:\n  input-x-gradient: {family: input-x-gradient}\n")
-    added = snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run", "--quiet", "rules")
+    added = run_snakemake(
+        workdir, "--configfile", "tiny.yaml", "--dry-run", "--quiet", "rules", cores=2
+    )
     assert added.returncode == 0, added.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", added.stdout + added.stderr, re.M))
     assert counts == {
@@ -116,20 +109,14 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
 def test_real_dataset_path_is_split_in_place(workdir, synthetic_root):
     (workdir / "real.yaml").write_text(f"dataset: {synthetic_root}\nimage_size: 32\n")
-    result = snakemake(workdir, "--configfile", "real.yaml", "--dry-run")
+    result = run_snakemake(workdir, "--configfile", "real.yaml", "--dry-run", cores=2)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     assert "rule split" in out and "rule synth" not in out
 
 
 def test_workflow_is_lint_clean_and_formatted():
-    lint = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--lint"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    lint = run_snakemake(REPO, "--lint", cores=None, timeout=300)
     assert lint.returncode == 0 and "good condition" in lint.stdout + lint.stderr, lint.stdout
     snakefmt = Path(sys.executable).parent / "snakefmt"
     files = [str(REPO / "Snakefile"), str(REPO / "workflow")]
@@ -144,28 +131,20 @@ def test_paper_config_builds_its_dag(tmp_path, synthetic_root):
     import time
 
     start = time.perf_counter()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--cores",
-            "8",
-            "--dry-run",
-            "--quiet",
-            "rules",
-            "--configfile",
-            str(REPO / "config" / "paper.yaml"),
-            "--config",
-            f"dataset={synthetic_root}",
-            "--directory",
-            str(tmp_path),
-            "--snakefile",
-            str(REPO / "Snakefile"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_snakemake(
+        REPO,
+        "--dry-run",
+        "--quiet",
+        "rules",
+        "--configfile",
+        REPO / "config" / "paper.yaml",
+        "--config",
+        f"dataset={synthetic_root}",
+        "--directory",
+        tmp_path,
+        "--snakefile",
+        REPO / "Snakefile",
+        cores=8,
         timeout=300,
     )
     seconds = time.perf_counter() - start
