@@ -17,6 +17,20 @@ from xiqa.errors import InputError
 
 # Existence is checked by the library, which names the file in its own one-line error.
 _input_file = click.Path(dir_okay=False, path_type=Path)
+_output_file = click.Path(dir_okay=False, path_type=Path)
+_folder = click.Path(file_okay=False, path_type=Path)
+
+
+def _required(*declarations: str, type: click.ParamType, help: str | None = None):
+    """A required path option: click.option with the path's kind and help."""
+    return click.option(*declarations, required=True, type=type, help=help)
+
+
+def _count(name: str, default: int, help: str | None = None, least: int = 1):
+    """An integer option of at least ``least``, its default shown in --help."""
+    return click.option(
+        name, type=click.IntRange(min=least), default=default, show_default=True, help=help
+    )
 
 
 class _Group(click.Group):
@@ -39,17 +53,11 @@ def main() -> None:
 
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--n-train", type=click.IntRange(min=1), default=1200, show_default=True)
-@click.option("--n-dev", type=click.IntRange(min=1), default=300, show_default=True)
-@click.option("--n-test", type=click.IntRange(min=1), default=300, show_default=True)
+@_count("--n-train", 1200)
+@_count("--n-dev", 300)
+@_count("--n-test", 300)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--num-workers",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Processes that draw images in parallel.",
-)
+@_count("--num-workers", 1, help="Processes that draw images in parallel.")
 def synth(out: Path, n_train: int, n_dev: int, n_test: int, seed: int, num_workers: int) -> None:
     """Write a synthetic dataset in Object-CXR format to OUT (same seed: identical files)."""
     from xiqa.data.synth import write_synthetic
@@ -58,19 +66,14 @@ def synth(out: Path, n_train: int, n_dev: int, n_test: int, seed: int, num_worke
 
 
 @main.command()
-@click.option(
+@_required(
     "--dataset",
-    required=True,
     type=click.Path(path_type=Path),
     help="Object-CXR root: train.csv, dev.csv (test.csv) and folders or zips.",
 )
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--test-size",
-    type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
-    help="Images carved (stratified) out of train when there is no test.csv.",
+@_required("--out", type=_folder)
+@_count(
+    "--test-size", 1000, help="Images carved (stratified) out of train when there is no test.csv."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 def split(dataset: Path, out: Path, test_size: int, seed: int) -> None:
@@ -84,14 +87,8 @@ def split(dataset: Path, out: Path, test_size: int, seed: int) -> None:
 @main.command()
 @click.argument("manifest", type=_input_file)
 @click.option("--size", required=True, type=int, help="S: images are cached at S×S.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--num-workers",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Decoding processes (0: one per core).",
-)
+@_required("--out", type=_output_file)
+@_count("--num-workers", 0, help="Decoding processes (0: one per core).", least=0)
 def prepare(manifest: Path, size: int, out: Path, num_workers: int) -> None:
     """Decode a split manifest's images once into an HDF5 cache of S×S uint8 images."""
     from xiqa.data.cache import prepare_cache
@@ -179,11 +176,8 @@ def _recipe_options(command):
     type=_input_file,
     help="Validation image cache (.h5): picks the best epoch by AUC.",
 )
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Run folder: model.pt, history.csv, metrics.json, checkpoints.",
+@_required(
+    "--out", type=_folder, help="Run folder: model.pt, history.csv, metrics.json, checkpoints."
 )
 @_recipe_options
 @click.option(
@@ -216,19 +210,14 @@ def train(
 
 @main.command()
 @_model_and_images
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Predictions CSV: image_name, label, prob.",
-)
+@_required("--out", type=_output_file, help="Predictions CSV: image_name, label, prob.")
 @click.option(
     "--metrics",
     "metrics_out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_output_file,
     help="Also write AUC, its bootstrap 95% CI and the ROC curve as JSON.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@_count("--batch-size", 64)
 @_device_option
 def predict(
     model_path: Path,
@@ -254,7 +243,7 @@ def predict(
 @_method_options("recorded in the shard")
 @click.option("--shard", type=int, required=True, help="Shard index, counting from 0.")
 @click.option("--n-shards", type=int, required=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_required("--out", type=_output_file)
 @click.option(
     "--targets",
     "target_policy",
@@ -273,7 +262,7 @@ def predict(
 @click.option(
     "--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@_count("--batch-size", 16)
 @_device_option
 def saliency(
     model_path: Path,
@@ -332,13 +321,10 @@ def saliency(
     show_default=True,
     help="Seeds the choice of images and the re-initialised weights.",
 )
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV: method, stage_index, stage, image_name, spearman.",
+@_required(
+    "--out", type=_output_file, help="CSV: method, stage_index, stage, image_name, spearman."
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@_count("--batch-size", 16)
 @_device_option
 def sanity(
     model_path: Path,
@@ -379,14 +365,9 @@ def sanity(
 
 
 @main.command()
-@click.option(
-    "--images",
-    required=True,
-    type=_input_file,
-    help="The image cache the shards were made from (.h5).",
-)
+@_required("--images", type=_input_file, help="The image cache the shards were made from (.h5).")
 @click.option("--tau", required=True, type=float, help="Tolerance in model-input pixels.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_required("--out", type=_output_file)
 @click.option(
     "--model",
     "model_path",
@@ -410,10 +391,9 @@ def pointing(
 
 
 @main.command()
-@click.option(
+@_required(
     "--results",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=_folder,
     help="The workflow's results folder (pointing/, predictions/ with predict's --metrics JSONs, "
     "sanity/, cache/, saliency/).",
 )
@@ -475,19 +455,17 @@ def aggregate(
     "--model", "model_path", required=True, type=_input_file, help="model.pt of xiqa train."
 )
 @_method_options("part of the output names")
-@click.option(
+@_required(
     "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=_folder,
     help="Folder for STEM.METHOD.png (overlay) and STEM.METHOD.json (record) per IMAGE.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option(
+@_count("--batch-size", 8)
+@_count(
     "--overlay-size",
-    type=click.IntRange(min=16),
-    default=1024,
-    show_default=True,
+    1024,
     help="Longest side of an overlay PNG in pixels (smaller images keep their size).",
+    least=16,
 )
 @_device_option
 def explain(
