@@ -40,8 +40,9 @@ def check_schema(config: dict[str, Any], schema_path: str | os.PathLike) -> None
     every absent key that has a default in the schema, as Snakemake's ``validate`` does."""
     with open(schema_path) as f:
         schema = yaml.safe_load(f)
-    validator_class = jsonschema.validators.validator_for(schema)
-    error = jsonschema.exceptions.best_match(validator_class(schema).iter_errors(config))
+    # One pass: the validator fills in the defaults as it goes (they are valid by the schema).
+    validator = _filling_defaults(jsonschema.validators.validator_for(schema))(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         where = [str(p) for p in error.absolute_path]
         message = error.message.replace("\n", " ")
@@ -53,7 +54,6 @@ def check_schema(config: dict[str, Any], schema_path: str | os.PathLike) -> None
         if len(message) > 200:
             message = message[:200] + "..."
         raise InputError(f"config key {where}: {message}")
-    _filling_defaults(validator_class)(schema).validate(config)
 
 
 def _filling_defaults(validator_class: type) -> type:
