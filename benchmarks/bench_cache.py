@@ -5,10 +5,10 @@ RGB and resizes it with Lanczos to 600×600. xiqa decodes once (`xiqa prepare`) 
 a 600×600 uint8 image from HDF5. Both are measured here in the same run, on the same images, and
 printed as a table with their ratio.
 
-    python benchmarks/bench_cache.py [--images DIR] [--size 600] [--repeats 5]
+    python benchmarks/bench_cache.py --images DIR [--size 600] [--repeats 5]
 
-DIR defaults to ../shared/data/object-cxr-samples beside the repository (six real Object-CXR
-radiographs); where it is absent the benchmark says so and exits 0.
+DIR holds a few real Object-CXR JPEGs (full-size radiographs); where it has none the benchmark
+says so and exits 0.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from xiqa.data.cache import prepare_cache
 from xiqa.data.images import ImageRef
 from xiqa.data.objectcxr import Record
 from xiqa.data.split import write_manifest
-
-DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "object-cxr-samples"
 
 
 def paper_load(path: Path, size: int) -> np.ndarray:
@@ -56,7 +54,7 @@ def seconds_per_call(function, items, repeats: int) -> list[float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
+    parser.add_argument("--images", type=Path, required=True)
     parser.add_argument("--size", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
