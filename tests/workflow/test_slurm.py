@@ -12,7 +12,7 @@ from xiqa.data.cache import load_cache
 
 from conftest import REPO, copy_workflow, run_snakemake
 
-PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
+PROFILE = REPO / "workflow" / "profiles" / "slurm"  # --profile takes the folder
 TINY = """
 synthetic: {n_train: 16, n_dev: 8, n_test: 8, seed: 2}
 image_size: 32
@@ -31,7 +31,7 @@ pytestmark = [
 
 
 def test_tiny_workflow_completes_through_sbatch(tmp_path):
-    profile = yaml.safe_load(PROFILE.read_text())
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     partitions = {profile["default-resources"]["slurm_partition"]: True}
     for resources in profile["set-resources"].values():
         partitions.setdefault(resources.get("slurm_partition", ""), False)
