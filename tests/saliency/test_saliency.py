@@ -25,7 +25,14 @@ from torch import nn
 
 from xiqa.errors import InputError
 from xiqa.model.network import build_model
-from xiqa.saliency import COMBINED_LAYERS, FAMILIES, PRESETS, explain, explain_with_logits
+from xiqa.saliency import (
+    COMBINED_LAYERS,
+    FAMILIES,
+    PAPER_METHODS,
+    PRESETS,
+    explain,
+    explain_with_logits,
+)
 from xiqa.saliency.maps import upsample
 from xiqa.saliency.probe import named_module
 
@@ -165,8 +172,9 @@ def test_normgrad_equals_the_brute_force_definition(model, batch, kind, layers):
         assert_maps_close(ours, oracle)
 
 
-def test_presets_are_the_papers_twelve(model, batch):
-    assert len(PRESETS) == 12
+def test_presets_are_the_papers_twelve_and_the_authors_versions(model, batch):
+    assert len(PAPER_METHODS) == 12 and len(PRESETS) == 24
+    assert set(PRESETS) == set(PAPER_METHODS) | {f"midl2021-{name}" for name in PAPER_METHODS}
     images, targets = batch
     for name, entry in PRESETS.items():
         by_name = explain(model, images, targets, name)

@@ -57,6 +57,40 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def authors_overrides(family: str) -> dict[str, Any]:
+    """Every deviation of the authors' code in ``family`` at once (docs/protocol.md §6)."""
+    return {
+        name: value
+        for deviation in FAMILIES[family].deviations.values()
+        for name, value in deviation.overrides.items()
+    }
+
+
+def audit_variants(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The audit of one method entry (its ``family`` and parameters): ``correct`` (the entry),
+    each deviation of the authors' code alone (by its name), and ``all`` of them together; empty
+    for a family without deviations."""
+    deviations = FAMILIES[entry["family"]].deviations
+    if not deviations:
+        return {}
+    return {
+        "correct": dict(entry),
+        **{name: {**entry, **d.overrides} for name, d in deviations.items()},
+        "all": {**entry, **authors_overrides(entry["family"])},
+    }
+
+
+# The maps exactly as the authors' MIDL 2021 code handed them to its pointing game: each of the
+# paper's twelve methods with every deviation on (``midl2021-gradcam``, ...).
+PAPER_METHODS = tuple(PRESETS)
+PRESETS.update(
+    {
+        f"midl2021-{name}": {**PRESETS[name], **authors_overrides(PRESETS[name]["family"])}
+        for name in PAPER_METHODS
+    }
+)
+
+
 def resolve_method(method: str, params: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """(family, parameters) for a method name and optional overrides.
 

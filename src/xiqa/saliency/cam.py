@@ -4,23 +4,34 @@ probe. Each method is a layer map of (A, G); the families are registered from :d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
 from torch import nn
 
-from xiqa.saliency.maps import DEFAULT_LAYER, upsample
+from xiqa.saliency.maps import DEFAULT_LAYER, uint8_lanczos_upsample, upsample
 from xiqa.saliency.probe import probe
-from xiqa.saliency.registry import FamilyFunction, Layer, register
+from xiqa.saliency.registry import (
+    Choice,
+    Deviation,
+    FamilyFunction,
+    Layer,
+    Number,
+    Target,
+    register,
+)
 
 LayerMap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (A, G) (N, C, h, w) -> (N, h, w)
 
 
-def gradcam_layer_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM at one layer (Selvaraju et al., ICCV 2017): ReLU(Σ_k α_k A_k) with α_k the
-    spatial mean of G_k."""
+def gradcam_layer_map(a: torch.Tensor, g: torch.Tensor, offset: float = 0.0) -> torch.Tensor:
+    """Grad-CAM at one layer (Selvaraju et al., ICCV 2017): ReLU(offset + Σ_k α_k A_k) with α_k
+    the spatial mean of G_k; the correct ``offset`` is 0 (the authors' code started the sum at
+    ones, docs/protocol.md §6.4)."""
     weights = g.mean(dim=(2, 3), keepdim=True)
-    return (weights * a).sum(1).clamp(min=0)
+    return (offset + (weights * a).sum(1)).clamp(min=0)
 
 
 def gradcam_plusplus_layer_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -65,30 +76,93 @@ LAYER_MAPS: dict[str, tuple[str, LayerMap]] = {
 }
 
 
+# Where Grad-CAM's (A, G) are taken: the layer's output (correct), or the authors' last block
+# run without its residual add and final ReLU, A its conv2 output (probe.without_residual).
+Hook = Annotated[str, Choice(("output", "conv2-without-residual"))]
+# How the layer map reaches the input size: bilinear (correct) or the authors' uint8 + Lanczos.
+Upsampling = Annotated[str, Choice(("bilinear", "uint8-lanczos"))]
+# Added to Grad-CAM's weighted sum before its ReLU: 0 (correct) or the authors' 1.
+Offset = Annotated[float, Number(-math.inf)]
+UPSAMPLERS = {"bilinear": upsample, "uint8-lanczos": uint8_lanczos_upsample}
+
+
 def class_activation_map(
     model: nn.Module,
     images: torch.Tensor,
     targets: torch.Tensor,
     layer: str,
     layer_map: LayerMap,
+    target: str = "given",
+    hook: str = "output",
+    upsampling: str = "bilinear",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One probe at ``layer``, ``layer_map`` of its (A, G), upsampled bilinearly to the input."""
-    result = probe(model, images, targets, layers=[layer])
+    """One probe at ``layer`` (``hook``: where A is taken), ``layer_map`` of its (A, G),
+    upsampled to the input (``upsampling``); the logits are those of the probed network."""
+    result = probe(
+        model,
+        images,
+        targets,
+        layers=[layer],
+        target=target,
+        without_residual=hook == "conv2-without-residual",
+    )
     cam = layer_map(result.activations[0], result.gradients[0])
-    return upsample(cam, images.shape[-2:]), result.logits
+    return UPSAMPLERS[upsampling](cam, images.shape[-2:]), result.logits
 
 
 def cam_family(layer_map: LayerMap) -> FamilyFunction:
     """The family of ``layer_map``: its map at ``layer``, upsampled bilinearly to the input."""
 
     def family(
-        model: nn.Module, images: torch.Tensor, targets: torch.Tensor, layer: Layer = DEFAULT_LAYER
+        model: nn.Module,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        layer: Layer = DEFAULT_LAYER,
+        target: Target = "given",
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return class_activation_map(model, images, targets, layer, layer_map)
+        return class_activation_map(model, images, targets, layer, layer_map, target)
 
     family.__doc__ = f"{layer_map.__doc__}\n\nUpsampled bilinearly to the input size."
     return family
 
 
+# The authors' Grad-CAM (docs/protocol.md §6.4), one deviation per step; Guided Grad-CAM's
+# Grad-CAM part has the same ones.
+GRADCAM_DEVIATIONS = {
+    "target": Deviation({"target": "predicted"}, "§6.1: gradcam.py:159-161, argmax of its net"),
+    "hook": Deviation(
+        {"hook": "conv2-without-residual"}, "§6.4: gradcam.py:42-64, block 2 run part by part"
+    ),
+    "offset": Deviation({"offset": 1.0}, "§6.4: gradcam.py:188-192, cam = np.ones(...)"),
+    "upsampling": Deviation(
+        {"upsampling": "uint8-lanczos"}, "§6.4: gradcam.py:194-197, uint8, LANCZOS, /255"
+    ),
+}
+
+
+@register("gradcam", label="Grad-CAM", kind="cam", deviations=GRADCAM_DEVIATIONS)
+def gradcam(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    layer: Layer = DEFAULT_LAYER,
+    target: Target = "given",
+    hook: Hook = "output",
+    offset: Offset = 0.0,
+    upsampling: Upsampling = "bilinear",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM at ``layer`` (:func:`gradcam_layer_map`), upsampled to the input size.
+    The correct defaults; the authors' code is reproduced, one step at a time, by ``target``
+    (predicted), ``hook`` (conv2-without-residual), ``offset`` (1) and ``upsampling``
+    (uint8-lanczos)."""
+
+    def layer_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return gradcam_layer_map(a, g, offset)
+
+    return class_activation_map(model, images, targets, layer, layer_map, target, hook, upsampling)
+
+
+# The other CAM families, after Grad-CAM (registered above with its deviations).
 for _name, (_label, _layer_map) in LAYER_MAPS.items():
-    register(_name, label=_label, kind="cam")(cam_family(_layer_map))
+    if _name != "gradcam":
+        register(_name, label=_label, kind="cam")(cam_family(_layer_map))

@@ -91,6 +91,43 @@ def _capture(captured: dict[str, torch.Tensor], name: str, start_graph: bool):
     return hook
 
 
+def _block_without_residual(captured: dict[str, torch.Tensor], name: str, start_graph: bool):
+    """A forward hook replacing a BasicBlock's output by bn2(conv2(relu(bn1(conv1(x))))): the
+    block without its residual add and final ReLU, as the authors' Grad-CAM ran ResNet's last
+    block (docs/protocol.md §6.4). The conv2 output is kept as the block's activation."""
+
+    def hook(module, inputs, output):
+        parts = ("conv1", "bn1", "relu", "conv2", "bn2")
+        if not all(hasattr(module, part) for part in parts):
+            raise InputError(
+                f"layer {name!r} is not a ResNet BasicBlock (conv1, bn1, relu, conv2, bn2): "
+                "the authors' Grad-CAM hook needs one"
+            )
+        inner = module.conv2(module.relu(module.bn1(module.conv1(inputs[0]))))
+        if start_graph and not captured:
+            inner = inner.detach().requires_grad_(True)  # the graph starts here
+        captured[name] = inner
+        return module.bn2(inner.clone())
+
+    return hook
+
+
+def target_score(logits: torch.Tensor, targets: torch.Tensor, rule: str = "given") -> torch.Tensor:
+    """The scalar whose gradient every method explains, summed over the batch: each image's
+    ``given`` target logit, its ``predicted`` (arg-max) logit, or the sum of all its logits
+    (``logit-sum``: what the authors' Guided BP and Input × Gradient back-propagated,
+    docs/protocol.md §6.1). Images are independent, so the sum over the batch gives each image
+    its own gradient."""
+    if rule == "logit-sum":
+        return logits.sum()
+    if rule == "predicted":
+        targets = logits.argmax(1)
+    elif rule != "given":
+        raise ValueError(f"unknown target rule {rule!r}")
+    # (clone: targets made under inference_mode cannot be saved for backward)
+    return logits.gather(1, targets.reshape(-1, 1).to(logits.device).clone()).sum()
+
+
 def _check_ran(layers: list[str] | tuple[str, ...], captured: dict[str, torch.Tensor]) -> None:
     missing = [name for name in layers if name not in captured]
     if missing:
@@ -120,26 +157,39 @@ def probe(
     targets: torch.Tensor,
     layers: list[str] | tuple[str, ...] = (),
     input_gradient: bool = False,
-    guided: bool = False,
+    guided: str = "none",
+    target: str = "given",
+    without_residual: bool = False,
 ) -> ProbeResult:
     """Run ``model`` once forward and once backward on ``images`` (N, 3, H, W).
 
     Returns the outputs of the modules named in ``layers`` and the gradients of each image's
-    target logit with respect to them (and to the input when ``input_gradient``). With
-    ``guided``, every ReLU passes only positive gradients back (guided backpropagation).
+    target logit with respect to them (and to the input when ``input_gradient``); ``target``
+    is the rule of :func:`target_score`. With ``guided="all"``, every ReLU passes only positive
+    gradients back (guided backpropagation); with ``"stem"``, only the model's top-level ReLUs
+    (a ResNet's stem ReLU, the only one the authors' code guided). With ``without_residual``,
+    the (single) probed layer is a BasicBlock run without its residual add and final ReLU and
+    its activation is its conv2 output (:func:`_block_without_residual`).
     The graph starts at the input when its gradient is wanted, otherwise at the first probed
     layer: nothing before it is recorded.
     """
     if not layers and not input_gradient:
         raise ValueError("probe needs layers or input_gradient")
     modules = [named_module(model, name) for name in layers]  # all known before any hook
+    if without_residual and len(layers) != 1:
+        raise ValueError("without_residual probes exactly one block")
     captured: dict[str, torch.Tensor] = {}
+    make_hook = _block_without_residual if without_residual else _capture
     handles = [
-        module.register_forward_hook(_capture(captured, name, start_graph=not input_gradient))
+        module.register_forward_hook(make_hook(captured, name, start_graph=not input_gradient))
         for name, module in zip(layers, modules, strict=True)
     ]
-    if guided:
-        relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    if guided != "none":
+        relus = [
+            m
+            for name, m in model.named_modules()
+            if isinstance(m, nn.ReLU) and (guided == "all" or "." not in name)
+        ]
         handles += [m.register_forward_hook(lambda m, i, o: _GuidedReLU.apply(o)) for m in relus]
 
     detached = {name: t.detach() for name, t in model.named_parameters()}
@@ -148,8 +198,7 @@ def probe(
     with _hooks(handles), _eval_mode(model), torch.enable_grad():
         logits = torch.func.functional_call(model, detached, (x,))
         _check_ran(layers, captured)
-        # (clone: targets made under inference_mode cannot be saved for backward)
-        score = logits.gather(1, targets.reshape(-1, 1).to(logits.device).clone()).sum()
+        score = target_score(logits, targets, target)
         wanted = [captured[name] for name in layers] + ([x] if input_gradient else [])
         grads = torch.autograd.grad(score, wanted)
     activations = [captured[name].detach() for name in layers]

@@ -15,7 +15,7 @@ import math
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import torch
@@ -134,6 +134,19 @@ Layer = Annotated[str, LayerName()]
 Layers = Annotated[list[str] | tuple[str, ...], LayerNames()]
 Count = Annotated[int, Integer(1)]  # of passes, masks, grid cells; a batch size
 Seed = Annotated[int, Integer(0)]
+# Whose logit is explained (xiqa.saliency.probe.target_score): "given" is correct.
+Target = Annotated[str, Choice(("given", "predicted", "logit-sum"))]
+# The authors' gradient-map scaling (xiqa.saliency.maps.percentile_clip): "none" is correct.
+Clip = Annotated[str, Choice(("none", "p99"))]
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One way the authors' MIDL 2021 code differs from the correct method: the parameter
+    values that reproduce it and the step of their code it reproduces (docs/protocol.md §6)."""
+
+    overrides: dict[str, Any]
+    step: str
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,8 @@ class Family:
     label: str  # the method column of the tables
     kind: str  # one of KINDS
     params: dict[str, Param]
+    # The authors' deviations, each switchable alone; all together make the midl2021 presets.
+    deviations: dict[str, Deviation] = field(default_factory=dict)
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -188,11 +203,17 @@ def parameter_specs(function: FamilyFunction) -> dict[str, Param]:
     return {name: hints[name].__metadata__[0] for name in keywords}
 
 
-def register(name: str, label: str, kind: str) -> Callable[[FamilyFunction], FamilyFunction]:
+def register(
+    name: str, label: str, kind: str, deviations: dict[str, Deviation] | None = None
+) -> Callable[[FamilyFunction], FamilyFunction]:
     """Register the decorated function as the family ``name``."""
 
     def add(function: FamilyFunction) -> FamilyFunction:
-        FAMILIES[name] = Family(name, function, label, kind, parameter_specs(function))
+        specs = parameter_specs(function)
+        for deviation in (deviations or {}).values():
+            for parameter, value in deviation.overrides.items():
+                assert specs[parameter].accepts(value), (name, parameter, value)
+        FAMILIES[name] = Family(name, function, label, kind, specs, dict(deviations or {}))
         return function
 
     return add
