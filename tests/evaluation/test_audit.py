@@ -154,3 +154,10 @@ def test_audit_table_needs_the_correct_variant(tmp_path):
         audit_table(tmp_path, {"gradcam": {"family": "gradcam"}}, ["val"], paper=False)
     with pytest.raises(InputError, match="audit results not found"):
         audit_table(tmp_path, {"gradcam": {"family": "gradcam"}}, ["test"], paper=False)
+
+
+def test_audit_table_refuses_bad_methods(tmp_path):
+    args = ["audit-table", "--results", tmp_path, "--methods"]
+    assert_one_line_error(run_cli(*args, "{"), "--methods is not valid JSON")
+    assert_one_line_error(run_cli(*args, '{"gradcam": 1}'), "--methods must map each method")
+    assert_one_line_error(run_cli(*args, '{"gradcam": {"family": "gradcam"}}'), "not found")
