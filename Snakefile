@@ -41,3 +41,4 @@ rule all:
     default_target: True
     input:
         rules.aggregate.output,
+        rules.audit_table.output if AUDITED else [],

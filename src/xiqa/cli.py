@@ -426,8 +426,6 @@ def aggregate(
 ) -> None:
     """Tables (pointing game with CIs and McNemar tests, pointing curve, energy-based pointing,
     randomisation test, classification AUC) and figures."""
-    import json
-
     from xiqa.evaluation.tables import DEFAULT_CURVE_FACTORS
     from xiqa.evaluation.tables import aggregate as run_aggregate
 
@@ -438,15 +436,89 @@ def aggregate(
         except ValueError:
             raise InputError(f"--curve-factors {curve_factors!r}: not numbers") from None
 
-    try:
-        methods = json.loads(methods_json)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"--methods is not valid JSON ({exc})") from None
-    if not isinstance(methods, dict) or not all(
-        isinstance(e, dict) and "family" in e for e in methods.values()
-    ):
-        raise InputError("--methods must map each method name to an entry with a 'family'")
+    methods = _json_mapping("--methods", methods_json, "method")
     run_aggregate(results, methods, [s for s in splits.split(",") if s], tau, paper, factors)
+
+
+def _json_mapping(option: str, value: str, what: str) -> dict:
+    """A JSON object option mapping each name to an entry with a 'family' (one-line errors)."""
+    import json
+
+    try:
+        mapping = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{option} is not valid JSON ({exc})") from None
+    if not isinstance(mapping, dict) or not all(
+        isinstance(e, dict) and "family" in e for e in mapping.values()
+    ):
+        raise InputError(f"{option} must map each {what} name to an entry with a 'family'")
+    return mapping
+
+
+@main.command()
+@_model_and_images
+@click.option("--method", required=True, help="The config's method name the variants are of.")
+@click.option(
+    "--variants",
+    "variants_json",
+    required=True,
+    help='Variant name -> method entry as JSON, in table order, with a "correct" one, e.g. '
+    '\'{"correct": {"family": "gradcam", "layer": "layer4.1"}, "all": {...}}\'.',
+)
+@click.option("--tau", required=True, type=float, help="Tolerance in model-input pixels.")
+@_required(
+    "--out",
+    type=_output_file,
+    help="CSV: image_name, variant, peak_x, peak_y, n_ties, distance, hit.",
+)
+@_count("--batch-size", 16)
+@_device_option
+def audit(
+    model_path: Path,
+    images: Path,
+    method: str,
+    variants_json: str,
+    tau: float,
+    out: Path,
+    batch_size: int,
+    device: str,
+) -> None:
+    """The paper audit of one method on one split: the pointing game of each variant (the
+    correct method, each deviation of the authors' code alone, all of them) on the positive
+    images with a box."""
+    from xiqa.evaluation.audit import run_audit
+
+    variants = _json_mapping("--variants", variants_json, "variant")
+    counts = run_audit(model_path, images, method, variants, tau, out, batch_size, device)
+    for name, count in counts.items():
+        accuracy = count["hits"] / count["n"] if count["n"] else float("nan")
+        click.echo(f"{method} {name}: {accuracy:.4f} ({count['hits']}/{count['n']})", err=True)
+
+
+@main.command("audit-table")
+@_required(
+    "--results", type=_folder, help="The workflow's results folder (audit/{method}/{split}.csv)."
+)
+@click.option(
+    "--methods",
+    "methods_json",
+    required=True,
+    help="The audited methods as JSON (name -> config entry), in table order.",
+)
+@click.option(
+    "--splits", default="val,test", show_default=True, help="Comma-separated splits, as columns."
+)
+@click.option("--tau", type=float, default=None, help="This run's tolerance, for the caption.")
+@click.option("--paper", is_flag=True, help="The paper's setup (600x600, tau 25), for the caption.")
+def audit_table(
+    results: Path, methods_json: str, splits: str, tau: float | None, paper: bool
+) -> None:
+    """Tables (results/tables/audit.{csv,md,tex}) and figure (results/figures/audit.{png,pdf})
+    of the paper audit, with the paper's published values on each method's `all` row."""
+    from xiqa.evaluation.audit import write_audit_tables
+
+    methods = _json_mapping("--methods", methods_json, "method")
+    write_audit_tables(results, methods, [s for s in splits.split(",") if s], paper, tau)
 
 
 @main.command()

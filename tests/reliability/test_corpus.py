@@ -775,6 +775,14 @@ CONFIG_CASES = {
         {"methods": {"sg": {"family": "smoothgrad", "stdev": -1}}},
         "config key methods.sg.stdev: smoothgrad parameter 'stdev' must be a number ≥ 0, not -1",
     ),
+    "audit switch not a boolean": (
+        {"audit": {"enabled": "yes"}},
+        "config key audit.enabled: 'yes' is not of type 'boolean'",
+    ),
+    "unknown audit key": (
+        {"audit": {"methods": ["gradcam"]}},
+        "config key audit.methods: unknown key",
+    ),
 }
 
 

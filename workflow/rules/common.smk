@@ -64,3 +64,37 @@ def sanity_stages_option():
 
     stages = config["sanity"]["stages"]
     return "" if stages == "all" else f"--stages {shlex.quote(','.join(stages))}"
+
+
+def audited_methods():
+    """The config's methods the paper audit covers (none when it is off): those named as one of
+    the paper's twelve whose entry has deviations of the authors' code to switch on."""
+    if not config["audit"]["enabled"]:
+        return []
+    from xiqa.evaluation.tables import PAPER_TABLE
+    from xiqa.saliency import audit_variants
+
+    methods = config["methods"]
+    return [m for m in methods if m in PAPER_TABLE and audit_variants(_entry(m))]
+
+
+def _entry(method):
+    """A method's config entry without the workflow's own keys (`max_images`)."""
+    entry = dict(config["methods"][method])
+    entry.pop("max_images", None)
+    return entry
+
+
+def audit_variants_json(wildcards):
+    """The audited method's variants (correct, each deviation, all) as JSON, in their order."""
+    import json
+
+    from xiqa.saliency import audit_variants
+
+    return json.dumps(audit_variants(_entry(wildcards.method)))
+
+
+def paper_option():
+    """`--paper` when the config has the paper's setup (600 x 600, tau 25), else nothing."""
+    paper = config["image_size"] == 600 and config["pointing"]["tau"] == 25
+    return "--paper" if paper else ""

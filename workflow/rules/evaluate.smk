@@ -1,5 +1,5 @@
 # Evaluation: the pointing game per method and split, the randomisation test per method, then
-# tables, figures and the report.
+# tables, figures and the report; with audit.enabled, the paper audit per method and split.
 
 
 rule pointing:
@@ -63,6 +63,7 @@ rule sanity:
 
 localrules:
     aggregate,
+    audit_table,
 
 
 rule aggregate:
@@ -108,11 +109,75 @@ rule aggregate:
         splits=",".join(config["splits"]),
         tau=config["pointing"]["tau"],
         curve_factors=",".join(map(str, config["pointing"]["curve_factors"])),
-        paper=(
-            "--paper"
-            if config["image_size"] == 600 and config["pointing"]["tau"] == 25
-            else ""
-        ),
+        paper=paper_option(),
     shell:
         "xiqa aggregate --results {params.results:q} --methods {params.methods:q} --splits {params.splits}"
         " --tau {params.tau} --curve-factors {params.curve_factors} {params.paper} 2> {log:q}"
+
+
+# The paper audit: one job per audited method and split scores every variant of the method on
+# the split's positive images with a box (maps are not kept), then one table and figure.
+AUDITED = audited_methods()
+
+
+rule audit:
+    input:
+        model="results/model/model.pt",
+        images="results/cache/{split}.h5",
+    output:
+        "results/audit/{method}/{split}.csv",
+    log:
+        "results/logs/audit/{method}/{split}.log",
+    benchmark:
+        "results/benchmarks/audit/{method}/{split}.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        variants=audit_variants_json,
+        tau=config["pointing"]["tau"],
+    shell:
+        "xiqa audit --model {input.model:q} --images {input.images:q}"
+        " --method {wildcards.method:q} --variants {params.variants:q}"
+        " --tau {params.tau} --out {output:q} 2> {log:q}"
+
+
+rule audit_table:
+    input:
+        expand(
+            "results/audit/{method}/{split}.csv",
+            method=AUDITED,
+            split=config["splits"],
+        ),
+    output:
+        tables=multiext("results/tables/audit", ".csv", ".md", ".tex"),
+        figure=report(
+            "results/figures/audit.png",
+            caption="../report/audit.rst",
+            category="Figures",
+        ),
+        pdf="results/figures/audit.pdf",
+    log:
+        "results/logs/audit_table.log",
+    benchmark:
+        "results/benchmarks/audit_table.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        results=lambda wildcards, output: os.path.dirname(
+            os.path.dirname(output.tables[0])
+        ),
+        methods=json.dumps({m: config["methods"][m] for m in AUDITED}),
+        splits=",".join(config["splits"]),
+        tau=config["pointing"]["tau"],
+        paper=paper_option(),
+    shell:
+        "xiqa audit-table --results {params.results:q} --methods {params.methods:q}"
+        " --splits {params.splits} --tau {params.tau} {params.paper} 2> {log:q}"

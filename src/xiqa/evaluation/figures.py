@@ -10,6 +10,7 @@
 - ``pointing_curve``: pointing accuracy against the tolerance, per method and split.
 - ``sanity_randomisation``: the model-parameter randomisation test, mean Spearman correlation
   with the trained model's maps as the model is randomised from the output down.
+- ``audit`` (``xiqa audit-table``): the paper audit, accuracy per method and variant.
 Maps use a perceptually uniform colour map (inferno), half transparent over the X-ray.
 """
 
@@ -335,3 +336,74 @@ def sanity_figure(
     axes[0][0].set_ylim(min(-0.1, axes[0][0].get_ylim()[0]), 1.05)
     figure.tight_layout()
     _save(figure, folder, "sanity_randomisation")
+
+
+def audit_figure(folder: Path, table: list[dict[str, Any]], splits: list[str]) -> None:
+    """The paper audit (``xiqa audit-table``): one panel per method, one row per variant, the
+    accuracy per split with its 95% Wilson interval; ``correct`` and ``all`` in bold, the
+    paper's published value (on ``all``) as a cross."""
+    methods = list(dict.fromkeys(row["method"] for row in table))
+    counts = [sum(row["method"] == m for row in table) for m in methods]
+    figure, axes = plt.subplots(
+        len(methods),
+        1,
+        squeeze=False,
+        sharex=True,
+        figsize=(5.5, 0.9 + 0.32 * sum(counts) + 0.35 * len(methods)),
+        gridspec_kw={"height_ratios": [max(1, c) for c in counts]},
+    )
+    offset = 0.16 if len(splits) > 1 else 0.0
+    for ax, method in zip(axes[:, 0], methods, strict=True):
+        rows = [row for row in table if row["method"] == method]
+        y = np.arange(len(rows))[::-1]  # the first variant on top
+        for k, split in enumerate(splits):
+            shift = offset * (1 - 2 * k / max(1, len(splits) - 1)) if offset else 0.0
+            acc = np.array([row[f"{split}_accuracy"] for row in rows], dtype=float)
+            low = np.array([row[f"{split}_ci_low"] for row in rows], dtype=float)
+            high = np.array([row[f"{split}_ci_high"] for row in rows], dtype=float)
+            colour = plt.cm.viridis(0.25 + 0.5 * k / max(1, len(splits) - 1))
+            ax.errorbar(
+                acc,
+                y + shift,
+                xerr=[np.clip(acc - low, 0, None), np.clip(high - acc, 0, None)],
+                fmt="o",
+                markersize=4,
+                capsize=2,
+                color=colour,
+                label=split,
+            )
+            published = [
+                (row[f"paper_{split}"], yy + shift)
+                for row, yy in zip(rows, y, strict=True)
+                if row.get(f"paper_{split}", "") not in ("", None)
+            ]
+            if published:
+                ax.plot(
+                    [float(v) for v, _ in published],
+                    [yy for _, yy in published],
+                    marker="x",
+                    linestyle="none",
+                    markersize=7,
+                    color=colour,
+                    label=f"paper {split}",
+                )
+        ax.set_yticks(y, [row["variant"] for row in rows], fontsize=7)
+        for label in ax.get_yticklabels():
+            if label.get_text() in ("correct", "all"):
+                label.set_fontweight("bold")
+        for row, yy in zip(rows, y, strict=True):
+            if row["variant"] in ("correct", "all"):
+                ax.axhspan(yy - 0.45, yy + 0.45, color="#f0f0f0", zorder=0)
+        ax.set_title(method, fontsize=8, loc="left")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+    axes[-1, 0].set_xlabel("pointing accuracy (95% Wilson interval); ×: the paper's (600 px, τ 25)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for ax in axes[1:, 0]:  # the paper's crosses may only appear on a later panel
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    axes[0, 0].legend(handles, labels, fontsize=6, loc="lower left", bbox_to_anchor=(1.01, 0))
+    figure.tight_layout()
+    _save(figure, folder, "audit")
