@@ -59,11 +59,12 @@ def test_tiny_workflow_completes_through_sbatch(tmp_path):
         )
         log = result.stdout + result.stderr
         assert result.returncode == 0, log[-4000:]
-    # Every job but the local aggregate went through sbatch: synth, split, 3 prepare, train,
-    # 2 predict, 4 saliency, 4 pointing and 2 sanity.
-    assert log.count("has been submitted with SLURM jobid") == 18, log[-4000:]
+    # Every job but the local aggregate and audit table went through sbatch: synth, split,
+    # 3 prepare, train, 2 predict, 4 saliency, 4 pointing, 2 sanity and 4 audit (the demo
+    # config audits both methods on both splits).
+    assert log.count("has been submitted with SLURM jobid") == 22, log[-4000:]
     blocks = {block.split(":", 1)[0]: block for block in log.split("\nrule ")[1:]}
-    for rule in ("train", "saliency", "sanity"):
+    for rule in ("train", "saliency", "sanity", "audit"):
         assert "slurm_partition=your-gpu-partition" in blocks[rule], blocks[rule]
         assert "gpu=1" in blocks[rule], blocks[rule]
     results = work / "results"
