@@ -104,6 +104,48 @@ def tiny_caches(synthetic_root, tmp_path_factory) -> dict[str, Path]:
     return caches
 
 
+def write_map_shards(
+    cache_path,
+    folder,
+    maps_for,
+    all_images=False,
+    n_shards=2,
+    method="m",
+    dtype="float32",
+    prob=None,
+    **attr_overrides,
+):
+    """One method's shards of a cache's positives (or all images), each map
+    ``maps_for(cache, row)``, P(object) ``prob`` or spread over 0.1 .. 0.9 in each shard;
+    ``attr_overrides`` replace shard attributes."""
+    from xiqa.data.cache import load_cache
+    from xiqa.evaluation.shards import images_digest, write_shard
+
+    cache = load_cache(cache_path)
+    rows = np.arange(len(cache)) if all_images else np.flatnonzero(cache.label == 1)
+    paths = []
+    for shard, part in enumerate(np.array_split(rows, n_shards)):
+        attrs = {
+            "method": method,
+            "params": '{"family": "gradcam"}',
+            "checkpoint_sha256": "0",
+            "input_size": cache.size,
+            "target_policy": "label",
+            "shard": shard,
+            "n_shards": n_shards,
+            "images_digest": images_digest(cache),
+            "max_images": 0,
+            **attr_overrides,
+        }
+        path = folder / f"{method}-{shard}.h5"
+        probs = np.linspace(0.1, 0.9, len(part)) if prob is None else np.full(len(part), prob)
+        with write_shard(path, [cache.image_name[i] for i in part], part, attrs, dtype) as w:
+            maps = np.stack([maps_for(cache, int(i)) for i in part]).astype(np.float32)
+            w.append(maps, np.ones(len(part)), probs)
+        paths.append(path)
+    return paths
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from xiqa import __version__
 from xiqa.data.dicom import is_dicom, read_dicom_grey
+from xiqa.data.geometry import input_to_original
 from xiqa.data.images import ImageRef, decode_image, decoding_errors, open_image, resize_square
 from xiqa.errors import InputError
 from xiqa.evaluation.pointing import peak
@@ -79,16 +80,6 @@ def read_radiograph(
         image_format = image.format or "unknown"
         display = display_image(image, overlay_side)
     return Radiograph(path, image_format, width, height, pixels, display, None)
-
-
-def input_to_original(x: int, y: int, size: int, width: int, height: int) -> tuple[float, float]:
-    """The centre of model-input pixel (x, y) of an S×S map, in original pixel coordinates.
-
-    The cache maps an original coordinate x to x·S/W (origin at the image's top-left corner, as
-    for annotations and cache boxes), so input pixel x, the interval [x, x + 1), covers
-    [x·W/S, (x + 1)·W/S) of the original, and its centre lies at (x + ½)·W/S.
-    """
-    return (x + 0.5) * width / size, (y + 0.5) * height / size
 
 
 def explanation_record(

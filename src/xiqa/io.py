@@ -161,6 +161,21 @@ def read_csv(path: str | os.PathLike, what: str) -> pd.DataFrame:
         raise InputError(f"{path}: not a readable CSV ({exc})") from None
 
 
+def read_results_csv(
+    path: str | os.PathLike, what: str, columns: Sequence[str], rerun: str
+) -> pd.DataFrame:
+    """:func:`read_csv` of a per-image results CSV that must hold ``columns``; one lacking any
+    is refused as written by another xiqa version, asking to ``rerun`` its command."""
+    frame = read_csv(path, what)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{path}: not a {what.removesuffix(' results')} CSV of this xiqa version (no column "
+            f"{', '.join(missing)}); rerun {rerun}"
+        )
+    return frame
+
+
 def numeric_columns(
     frame: pd.DataFrame,
     columns: Sequence[str],

@@ -19,7 +19,6 @@ from xiqa.evaluation.pointing import (
     peak,
     pointing_hit,
 )
-from xiqa.evaluation.shards import images_digest, write_shard
 from xiqa.evaluation.stats import bootstrap_mean_ci, mcnemar_exact
 from xiqa.evaluation.tables import (
     MethodResult,
@@ -34,7 +33,7 @@ from xiqa.evaluation.tables import (
     read_scores,
 )
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, write_map_shards
 
 
 def _map_with_peak(x, y, size=50):
@@ -169,27 +168,16 @@ def test_energy_table_by_hand():
 
 def _shards(cache_path, folder, peaks_for, n_shards=2, method="m", **attr_overrides):
     """Shards whose maps peak where ``peaks_for(image_index)`` says."""
-    cache = load_cache(cache_path)
-    positives = np.flatnonzero(cache.label == 1)
-    paths = []
-    for shard, rows in enumerate(np.array_split(positives, n_shards)):
-        attrs = {
-            "method": method,
-            "params": '{"family": "gradcam"}',
-            "checkpoint_sha256": "0",
-            "input_size": cache.size,
-            "target_policy": "label",
-            "shard": shard,
-            "n_shards": n_shards,
-            "images_digest": images_digest(cache),
-            **attr_overrides,
-        }
-        path = folder / f"{method}-{shard}.h5"
-        with write_shard(path, [cache.image_name[i] for i in rows], rows, attrs) as writer:
-            maps = np.stack([_map_with_peak(*peaks_for(i), size=cache.size) for i in rows])
-            writer.append(maps, np.ones(len(rows)), np.full(len(rows), 0.9))
-        paths.append(path)
-    return paths
+    return write_map_shards(
+        cache_path,
+        folder,
+        lambda cache, i: _map_with_peak(*peaks_for(i), size=cache.size),
+        n_shards=n_shards,
+        method=method,
+        dtype="float16",
+        prob=0.9,
+        **attr_overrides,
+    )
 
 
 def _centre_of_first_box(cache):

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from xiqa import __version__
+from xiqa.data.annotation import Shape, parse_annotation
 from xiqa.data.images import ImageRef, decode_image
 from xiqa.data.objectcxr import Record
 from xiqa.data.split import read_manifest
@@ -103,6 +104,7 @@ class ImageCache:
     width: np.ndarray
     height: np.ndarray
     boxes: np.ndarray  # (M, 5)
+    annotation: list[str] | None = None  # the manifest's annotation strings, original pixels
 
     def __len__(self) -> int:
         return len(self.image_name)
@@ -110,6 +112,12 @@ class ImageCache:
     def boxes_of(self, index: int) -> np.ndarray:
         """(K, 4) boxes x0, y0, x1, y1 of one image, in cache pixels."""
         return self.boxes[self.boxes[:, 0] == index, 1:]
+
+    def shapes_of(self, index: int) -> list[Shape]:
+        """The annotated shapes of one image, in original pixels."""
+        if self.annotation is None:
+            raise InputError(f"{self.path}: image cache lacks the dataset 'annotation'")
+        return parse_annotation(self.annotation[index])
 
 
 def load_cache(path: str | os.PathLike, with_images: bool = True) -> ImageCache:
@@ -137,6 +145,9 @@ def load_cache(path: str | os.PathLike, with_images: bool = True) -> ImageCache:
                 width=h5["width"][()],
                 height=h5["height"][()],
                 boxes=h5["boxes"][()],
+                annotation=(
+                    [a.decode() for a in h5["annotation"][()]] if "annotation" in h5 else None
+                ),
             )
             shape, dtype = h5["images"].shape, h5["images"].dtype
         except OSError as exc:
@@ -146,8 +157,10 @@ def load_cache(path: str | os.PathLike, with_images: bool = True) -> ImageCache:
         raise InputError(
             f"{path}: images have shape {shape} {dtype}, expected ({n}, {size}, {size}) uint8"
         )
-    if not (len(cache.label) == len(cache.width) == len(cache.height) == n):
-        raise InputError(f"{path}: label, width and height must each have {n} entries")
+    if not (len(cache.label) == len(cache.width) == len(cache.height) == n) or (
+        cache.annotation is not None and len(cache.annotation) != n
+    ):
+        raise InputError(f"{path}: label, width, height and annotation must each have {n} entries")
     if cache.boxes.ndim != 2 or cache.boxes.shape[1] != 5:
         raise InputError(f"{path}: boxes have shape {cache.boxes.shape}, expected (M, 5)")
     return cache

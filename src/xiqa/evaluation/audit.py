@@ -24,7 +24,15 @@ from xiqa.errors import InputError
 from xiqa.evaluation.pointing import nearest_box_distance, peak
 from xiqa.evaluation.shards import shard_indices
 from xiqa.evaluation.stats import mcnemar_exact, wilson_interval
-from xiqa.evaluation.tables import PAPER_TABLE, _fmt, _latex_escape, _p, _write_csv, _write_text
+from xiqa.evaluation.tables import (
+    PAPER_TABLE,
+    _fmt,
+    _latex_escape,
+    _p,
+    _write_csv,
+    _write_text,
+    latex_table,
+)
 from xiqa.io import numeric_columns, progress_bar, read_csv, staged_outputs, write_csv
 from xiqa.model.network import resolve_device, to_model_input, use_full_fp32
 from xiqa.model.predict import load_model_and_cache
@@ -260,22 +268,7 @@ def audit_latex(
         "The paper audit: pointing-game accuracy per variant; p: exact McNemar test against "
         "the correct variant; the paper's values on the all row. " + _setup_note(paper, tau)
     ).replace("τ", r"$\tau$")
-    return "\n".join(
-        [
-            r"\begin{table}[t]",
-            r"\centering",
-            rf"\caption{{{caption}}}",
-            rf"\begin{{tabular}}{{{columns}}}",
-            r"\hline",
-            head + r" \\",
-            r"\hline",
-            *body,
-            r"\hline",
-            r"\end{tabular}",
-            r"\end{table}",
-            "",
-        ]
-    )
+    return latex_table(caption, columns, head, body)
 
 
 def write_audit_tables(

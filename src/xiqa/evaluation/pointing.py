@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
-from xiqa.data.cache import load_cache
+from xiqa.data.cache import ImageCache, load_cache
 from xiqa.errors import InputError
-from xiqa.evaluation.shards import images_digest, read_shard, sha256_file
+from xiqa.evaluation.shards import Shard, images_digest, read_shard, sha256_file
 from xiqa.io import progress_bar, write_csv
 
 POINTING_COLUMNS = (
@@ -121,6 +121,65 @@ def mass_share(saliency_map: np.ndarray, mask: np.ndarray) -> float:
     return float(mass[mask].sum() / total)
 
 
+def read_method_shards(
+    cache: ImageCache,
+    shard_paths: Sequence[str | os.PathLike],
+    model_path: str | os.PathLike | None = None,
+) -> Iterator[Shard]:
+    """Yield one method's shards of one split, read one at a time, refusing shards that
+    disagree with each other, whose images are not ``cache``'s, or (given ``model_path``) that
+    were not made by that checkpoint; after the last, refuses a missing shard."""
+    if not shard_paths:
+        raise InputError("no saliency shards given")
+    expect = {"images_digest": images_digest(cache), "input_size": cache.size}
+    if model_path is not None:
+        if not os.path.isfile(model_path):
+            raise InputError(f"{model_path}: model not found")
+        expect["checkpoint_sha256"] = sha256_file(model_path)
+    first = None
+    seen_shards: dict[int, str] = {}
+    for path in shard_paths:
+        shard = read_shard(path, expect=expect)
+        if first is None:
+            first = shard.attrs | {"path": shard.path}
+        for key in SHARED_ATTRS:
+            if shard.attrs[key] != first[key]:
+                raise InputError(
+                    f"{path}: {key} {shard.attrs[key]!r} differs from "
+                    f"{first['path']}'s {first[key]!r}"
+                )
+        number = shard.attrs["shard"]
+        if number in seen_shards:
+            raise InputError(f"{path}: shard {number} is also given as {seen_shards[number]}")
+        seen_shards[number] = str(path)
+        for k, index in enumerate(shard.index):
+            if cache.image_name[index] != shard.image_name[k]:
+                raise InputError(
+                    f"{path}: map {k} is of {shard.image_name[k]!r} but row {index} "
+                    f"of {cache.path} is {cache.image_name[index]!r}"
+                )
+        yield shard
+    expected = set(range(first["n_shards"]))
+    if set(seen_shards) != expected:
+        raise InputError(
+            f"shards {sorted(expected - set(seen_shards))} of {first['method']!r} are missing"
+        )
+
+
+def method_maps(
+    cache: ImageCache,
+    shard_paths: Sequence[str | os.PathLike],
+    model_path: str | os.PathLike | None,
+    desc: str,
+) -> Iterator[tuple[Shard, int, int]]:
+    """(shard, k, cache row) for every map of one method's shards (:func:`read_method_shards`),
+    with a progress bar over the shards."""
+    shards = read_method_shards(cache, shard_paths, model_path)
+    for shard in progress_bar(iterable=shards, total=len(shard_paths), desc=desc, unit="shard"):
+        for k, index in enumerate(shard.index):
+            yield shard, k, int(index)
+
+
 def run_pointing(
     images_path: str | os.PathLike,
     shard_paths: Sequence[str | os.PathLike],
@@ -133,68 +192,35 @@ def run_pointing(
     (given ``model_path``) that were not made by that checkpoint."""
     if not tau > 0:
         raise InputError(f"--tau {tau}: the tolerance must be positive")
-    if not shard_paths:
-        raise InputError("no saliency shards given")
     cache = load_cache(images_path, with_images=False)
-    expect = {"images_digest": images_digest(cache), "input_size": cache.size}
-    if model_path is not None:
-        if not os.path.isfile(model_path):
-            raise InputError(f"{model_path}: model not found")
-        expect["checkpoint_sha256"] = sha256_file(model_path)
-    first = None
-    seen_shards: dict[int, str] = {}
     rows = []
-    for path in progress_bar(iterable=list(shard_paths), desc="pointing", unit="shard"):
-        shard = read_shard(path, expect=expect)
-        if first is None:
-            first = shard
-        for key in SHARED_ATTRS:
-            if shard.attrs[key] != first.attrs[key]:
-                raise InputError(
-                    f"{path}: {key} {shard.attrs[key]!r} differs from "
-                    f"{first.path}'s {first.attrs[key]!r}"
-                )
-        number = shard.attrs["shard"]
-        if number in seen_shards:
-            raise InputError(f"{path}: shard {number} is also given as {seen_shards[number]}")
-        seen_shards[number] = str(path)
-        for k, index in enumerate(shard.index):
-            if cache.image_name[index] != shard.image_name[k]:
-                raise InputError(
-                    f"{path}: map {k} is of {shard.image_name[k]!r} but row {index} "
-                    f"of {images_path} is {cache.image_name[index]!r}"
-                )
-            boxes = cache.boxes_of(int(index))
-            try:
-                x, y, ties = peak(shard.maps[k])
-            except ValueError as exc:
-                raise InputError(f"{path}: map of {shard.image_name[k]!r}: {exc}") from None
-            distance = nearest_box_distance(x, y, boxes)
-            counted = bool(np.isfinite(distance))  # some box has pixels
-            mask = box_mask(boxes, shard.maps[k].shape)
-            energy = mass_share(shard.maps[k], mask) if counted else math.nan
-            box_share = float(mask.mean())
-            rows.append(
-                {
-                    "image_name": shard.image_name[k],
-                    "peak_x": x,
-                    "peak_y": y,
-                    "n_ties": ties,
-                    # Full precision: the pointing curve re-thresholds it at other tolerances.
-                    "distance": distance if counted else math.nan,
-                    "hit": int(distance < tau) if counted else None,
-                    "label": int(cache.label[index]),
-                    "prob": f"{shard.prob[k]:.6f}",
-                    "counted": int(counted),
-                    "n_boxes": len(boxes),
-                    "energy": energy,  # NaN, an empty cell: no positive mass
-                    "box_share": box_share if counted else math.nan,
-                }
-            )
-    expected = set(range(first.attrs["n_shards"]))
-    if set(seen_shards) != expected:
-        raise InputError(
-            f"shards {sorted(expected - set(seen_shards))} of {first.attrs['method']!r} are missing"
+    for shard, k, index in method_maps(cache, shard_paths, model_path, "pointing"):
+        boxes = cache.boxes_of(index)
+        try:
+            x, y, ties = peak(shard.maps[k])
+        except ValueError as exc:
+            raise InputError(f"{shard.path}: map of {shard.image_name[k]!r}: {exc}") from None
+        distance = nearest_box_distance(x, y, boxes)
+        counted = bool(np.isfinite(distance))  # some box has pixels
+        mask = box_mask(boxes, shard.maps[k].shape)
+        energy = mass_share(shard.maps[k], mask) if counted else math.nan
+        box_share = float(mask.mean())
+        rows.append(
+            {
+                "image_name": shard.image_name[k],
+                "peak_x": x,
+                "peak_y": y,
+                "n_ties": ties,
+                # Full precision: the pointing curve re-thresholds it at other tolerances.
+                "distance": distance if counted else math.nan,
+                "hit": int(distance < tau) if counted else None,
+                "label": int(cache.label[index]),
+                "prob": f"{shard.prob[k]:.6f}",
+                "counted": int(counted),
+                "n_boxes": len(boxes),
+                "energy": energy,  # NaN, an empty cell: no positive mass
+                "box_share": box_share if counted else math.nan,
+            }
         )
     frame = pd.DataFrame(rows, columns=POINTING_COLUMNS).astype({"hit": "Int64"})
     write_csv(frame, out)

@@ -22,7 +22,7 @@ from xiqa.errors import InputError
 from xiqa.evaluation.pointing import POINTING_COLUMNS
 from xiqa.evaluation.sanity import read_sanity, summarise
 from xiqa.evaluation.stats import bootstrap_mean_ci, mcnemar_exact, wilson_interval
-from xiqa.io import atomic_output, numeric_columns, read_csv, staged_outputs, write_csv
+from xiqa.io import atomic_output, numeric_columns, read_results_csv, staged_outputs, write_csv
 from xiqa.model.predict import read_classification_metrics, read_predictions
 from xiqa.saliency import FAMILIES, PRESETS
 
@@ -71,13 +71,9 @@ class MethodResult:
 
 def read_pointing(path: Path) -> MethodResult:
     """One method's results on one split, from ``xiqa pointing``'s CSV."""
-    frame = read_csv(path, "pointing results")
-    missing = [c for c in POINTING_COLUMNS if c not in frame.columns]
-    if missing:
-        raise InputError(
-            f"{path}: not a pointing CSV of this xiqa version (no column "
-            f"{', '.join(missing)}); rerun xiqa pointing (snakemake --forcerun pointing)"
-        )
+    frame = read_results_csv(
+        path, "pointing results", POINTING_COLUMNS, "xiqa pointing (snakemake --forcerun pointing)"
+    )
     counted = frame[frame["counted"] == "1"]
     columns = ("hit", "distance", "energy", "box_share", "n_ties", "peak_x", "peak_y", "n_boxes")
     error = "not an xiqa pointing row"
@@ -368,6 +364,27 @@ def _latex_escape(text: str) -> str:
     return text
 
 
+def latex_table(caption: str, columns: str, head: str, body: list[str]) -> str:
+    """A LaTeX ``table`` float: ``caption`` (LaTeX), tabular ``columns``, a ``head`` row and
+    ``body`` rows (each ending in ``\\\\``), ruled above, below the head and at the end."""
+    return "\n".join(
+        [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{{caption}}}",
+            rf"\begin{{tabular}}{{{columns}}}",
+            r"\hline",
+            head + r" \\",
+            r"\hline",
+            *body,
+            r"\hline",
+            r"\end{tabular}",
+            r"\end{table}",
+            "",
+        ]
+    )
+
+
 def pointing_latex(rows: list[dict[str, Any]], splits: list[str], tau: float) -> str:
     columns = "lll" + "r" * (2 * len(splits))
     head = " & ".join(
@@ -381,23 +398,11 @@ def pointing_latex(rows: list[dict[str, Any]], splits: list[str], tau: float) ->
             cells.append(_accuracy_cell(row, split, _common_n(rows, split), "--"))
             cells.append(_latex_escape(_p(row[f"{split}_p_vs_best"])).replace("<", "$<$"))
         body.append(" & ".join(cells) + r" \\")
-    return "\n".join(
-        [
-            r"\begin{table}[t]",
-            r"\centering",
-            rf"\caption{{Pointing game accuracy ($\tau = {tau:g}$ px); p: exact McNemar test "
-            r"against the best NormGrad setting.}",
-            rf"\begin{{tabular}}{{{columns}}}",
-            r"\hline",
-            head + r" \\",
-            r"\hline",
-            *body,
-            r"\hline",
-            r"\end{tabular}",
-            r"\end{table}",
-            "",
-        ]
+    caption = (
+        rf"Pointing game accuracy ($\tau = {tau:g}$ px); p: exact McNemar test against the best "
+        r"NormGrad setting."
     )
+    return latex_table(caption, columns, head, body)
 
 
 def _write_text(path: Path, text: str) -> None:
