@@ -42,3 +42,5 @@ rule all:
     input:
         rules.aggregate.output,
         rules.audit_table.output if AUDITED else [],
+        rules.localisation_table.output if config["localisation"]["enabled"] else [],
+        rules.froc_table.output if FROC_METHODS else [],

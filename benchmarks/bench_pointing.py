@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xiqa.data.cache import load_cache, prepare_cache
+from xiqa.data.cache import ImageCache, load_cache, prepare_cache
 from xiqa.data.split import make_splits, write_manifest
 from xiqa.data.synth import write_synthetic
 from xiqa.evaluation.pointing import run_pointing
@@ -32,6 +32,33 @@ def smooth_maps(n: int, size: int, seed: int) -> np.ndarray:
     return F.interpolate(coarse, size=(size, size), mode="bilinear")[:, 0].numpy()
 
 
+def build_study(tmp: Path, maps: int, size: int, shards: int) -> tuple[ImageCache, list[Path]]:
+    """In ``tmp``: a synthetic dataset of ``maps`` images cached at ``size`` (train.h5) and
+    ``shards`` float16 shards of smooth random maps of every image, P(object) seeded random."""
+    write_synthetic(tmp / "data", n_train=maps, n_dev=1, n_test=1, num_workers=2)
+    write_manifest(make_splits(tmp / "data")["train"], tmp / "train.csv")
+    prepare_cache(tmp / "train.csv", size, tmp / "train.h5", num_workers=2)
+    cache = load_cache(tmp / "train.h5", with_images=False)
+    paths = []
+    for shard, rows in enumerate(np.array_split(np.arange(len(cache)), shards)):
+        attrs = {
+            "method": "bench",
+            "params": "{}",
+            "checkpoint_sha256": "0",
+            "input_size": size,
+            "target_policy": "label",
+            "shard": shard,
+            "n_shards": shards,
+            "images_digest": images_digest(cache),
+            "max_images": 0,
+        }
+        paths.append(tmp / f"{shard}.h5")
+        with write_shard(paths[-1], [cache.image_name[i] for i in rows], rows, attrs) as w:
+            probs = np.random.default_rng(shard).random(len(rows))
+            w.append(smooth_maps(len(rows), size, shard), np.ones(len(rows)), probs)
+    return cache, paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--maps", type=int, default=1000)
@@ -41,27 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_synthetic(tmp / "data", n_train=args.maps, n_dev=1, n_test=1, num_workers=2)
-        write_manifest(make_splits(tmp / "data")["train"], tmp / "train.csv")
-        prepare_cache(tmp / "train.csv", args.size, tmp / "train.h5", num_workers=2)
-        cache = load_cache(tmp / "train.h5")
-        paths = []
-        for shard, rows in enumerate(np.array_split(np.arange(len(cache)), args.shards)):
-            attrs = {
-                "method": "bench",
-                "params": "{}",
-                "checkpoint_sha256": "0",
-                "input_size": args.size,
-                "target_policy": "label",
-                "shard": shard,
-                "n_shards": args.shards,
-                "images_digest": images_digest(cache),
-            }
-            paths.append(tmp / f"{shard}.h5")
-            with write_shard(paths[-1], [cache.image_name[i] for i in rows], rows, attrs) as w:
-                w.append(
-                    smooth_maps(len(rows), args.size, shard), np.ones(len(rows)), np.ones(len(rows))
-                )
+        cache, paths = build_study(tmp, args.maps, args.size, args.shards)
         total, reading = [], []
         for _ in range(args.repeats):
             start = time.perf_counter()

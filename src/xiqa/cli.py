@@ -364,6 +364,12 @@ def sanity(
     )
 
 
+def _echo_share(what: str, counts: dict, more: str) -> None:
+    """One stderr line: ``what`` as hits / n, then ``more``."""
+    share = counts["hits"] / counts["n"] if counts["n"] else float("nan")
+    click.echo(f"{what} {share:.4f} ({counts['hits']}/{counts['n']}), {more}", err=True)
+
+
 @main.command()
 @_required("--images", type=_input_file, help="The image cache the shards were made from (.h5).")
 @click.option("--tau", required=True, type=float, help="Tolerance in model-input pixels.")
@@ -382,12 +388,7 @@ def pointing(
     from xiqa.evaluation.pointing import run_pointing
 
     counts = run_pointing(images, shards, tau, out, model_path)
-    accuracy = counts["hits"] / counts["n"] if counts["n"] else float("nan")
-    click.echo(
-        f"pointing accuracy {accuracy:.4f} ({counts['hits']}/{counts['n']}), "
-        f"mean energy share {counts['mean_energy']:.4f}",
-        err=True,
-    )
+    _echo_share("pointing accuracy", counts, f"mean energy share {counts['mean_energy']:.4f}")
 
 
 @main.command()
@@ -519,6 +520,168 @@ def audit_table(
 
     methods = _json_mapping("--methods", methods_json, "method")
     write_audit_tables(results, methods, [s for s in splits.split(",") if s], paper, tau)
+
+
+def _numbers(option: str, value: str | None) -> list[float] | None:
+    """A comma-separated list of numbers option (None when not given)."""
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{option} {value!r}: not comma-separated numbers") from None
+
+
+def _shard_options(command):
+    """--images, --model and the SHARDS argument of a command that reads one method's shards."""
+    for decorator in reversed(
+        (
+            _required(
+                "--images", type=_input_file, help="The image cache the shards were made from."
+            ),
+            click.option(
+                "--model",
+                "model_path",
+                type=_input_file,
+                help="The checkpoint the shards must have been made by (checked by its SHA-256).",
+            ),
+            click.argument("shards", nargs=-1, required=True, type=_input_file),
+        )
+    ):
+        command = decorator(command)
+    return command
+
+
+@main.command()
+@_shard_options
+@_required("--out", type=_output_file, help="Per-image CSV (docs/formats.md).")
+@click.option(
+    "--fractions",
+    default=None,
+    help="Comma-separated fractions of a map's range whose masks' IoU each row carries "
+    "(default 0.05, 0.10, ..., 0.95).",
+)
+@click.option(
+    "--size-bounds",
+    default="0.005,0.02",
+    show_default=True,
+    help="Area shares separating small, medium and large objects.",
+)
+def localisation(
+    images: Path,
+    model_path: Path | None,
+    shards: tuple[Path, ...],
+    out: Path,
+    fractions: str | None,
+    size_bounds: str,
+) -> None:
+    """Hit-in-shape and segmentation IoU (Otsu; fractions of the range) of one method's SHARDS
+    of a split, with the true shapes and with the boxes, per image."""
+    from xiqa.evaluation.localisation import DEFAULT_FRACTIONS, run_localisation
+
+    grid = _numbers("--fractions", fractions) or DEFAULT_FRACTIONS
+    bounds = _numbers("--size-bounds", size_bounds)
+    counts = run_localisation(images, shards, out, model_path, grid, bounds)
+    _echo_share("hit-in-shape", counts, f"mIoU (Otsu, shapes) {counts['miou']:.4f}")
+
+
+@main.command()
+@_shard_options
+@_required(
+    "--out",
+    type=_folder,
+    help="Folder for the challenge's prediction_localization.csv and "
+    "prediction_classification.csv.",
+)
+@click.option(
+    "--radius",
+    type=click.FloatRange(min=0),
+    default=6.0,
+    show_default=True,
+    help="Non-maximum suppression radius in model-input pixels.",
+)
+@_count("--top-k", 3, help="Peaks per image at most.")
+@click.option(
+    "--score",
+    "score_rule",
+    default="prob-x-relative",
+    show_default=True,
+    help="A peak's score: prob-x-relative (P(foreign object) x its share of the map's range), "
+    "prob, or relative (the share alone).",
+)
+def froc(
+    images: Path,
+    model_path: Path | None,
+    shards: tuple[Path, ...],
+    out: Path,
+    radius: float,
+    top_k: int,
+    score_rule: str,
+) -> None:
+    """The Object-CXR challenge's prediction CSVs from one method's SHARDS of a split, which
+    must hold every image (xiqa saliency --all-images)."""
+    from xiqa.evaluation.froc import run_froc_predictions
+
+    n = run_froc_predictions(images, shards, out, model_path, radius, top_k, score_rule)
+    click.echo(f"{n} point predictions", err=True)
+
+
+def _splits_option(command):
+    return click.option(
+        "--splits", default="val,test", show_default=True, help="Comma-separated splits."
+    )(command)
+
+
+@main.command("localisation-table")
+@_required(
+    "--results",
+    type=_folder,
+    help="The workflow's results folder (localisation/ and pointing/{method}/{split}.csv).",
+)
+@click.option(
+    "--methods",
+    "methods_json",
+    required=True,
+    help="The config's methods mapping as JSON (name -> entry), in table order.",
+)
+@_splits_option
+@click.option(
+    "--fraction",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="The fixed fraction of the range for the mIoU column (on the per-image grid).",
+)
+@click.option("--size-bounds", default="0.005,0.02", show_default=True)
+def localisation_table(
+    results: Path, methods_json: str, splits: str, fraction: float, size_bounds: str
+) -> None:
+    """Tables results/tables/localisation.{csv,md,tex} and localisation_by_size.{csv,md}, and
+    the figure results/figures/localisation_by_size.{png,pdf}."""
+    from xiqa.evaluation.localisation import write_localisation_tables
+
+    methods = _json_mapping("--methods", methods_json, "method")
+    bounds = _numbers("--size-bounds", size_bounds)
+    write_localisation_tables(
+        results, methods, [s for s in splits.split(",") if s], fraction, bounds
+    )
+
+
+@main.command("froc-table")
+@_required(
+    "--results",
+    type=_folder,
+    help="The workflow's results folder (froc/{method}/{split}/ and cache/{split}.h5).",
+)
+@click.option("--methods", required=True, help="Comma-separated method names, in table order.")
+@_splits_option
+@_count("--n-boot", 1000, help="Bootstrap resamples of the images.", least=0)
+def froc_table(results: Path, methods: str, splits: str, n_boot: int) -> None:
+    """Table results/tables/froc.{csv,md,tex} and figure results/figures/froc.{png,pdf}."""
+    from xiqa.evaluation.froc import write_froc_tables
+
+    names = [m for m in methods.split(",") if m]
+    write_froc_tables(results, names, [s for s in splits.split(",") if s], n_boot)
 
 
 @main.command()

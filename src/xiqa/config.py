@@ -33,6 +33,50 @@ def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None
     if arch not in architectures():
         raise InputError(f"config key train.arch: unknown architecture {arch!r}")
     check_methods(config["methods"], arch)
+    check_localisation(config)
+
+
+def froc_methods(config: dict[str, Any]) -> list[str]:
+    """The methods the FROC covers (``froc.methods``: "all" is every method without
+    ``max_images``, which FROC cannot use: it needs every image of a split)."""
+    listed = config["froc"]["methods"]
+    methods = config["methods"]
+    if listed == "all":
+        return [m for m in methods if "max_images" not in methods[m]]
+    return list(listed)
+
+
+def check_localisation(config: dict[str, Any]) -> None:
+    """The localisation and FROC sections: a fraction on the per-image grid, increasing size
+    bounds, FROC methods that exist and explain every image, a known score rule."""
+    from xiqa.evaluation.froc import SCORE_RULES
+    from xiqa.evaluation.localisation import DEFAULT_FRACTIONS
+
+    section = config["localisation"]
+    if section["fraction"] not in DEFAULT_FRACTIONS:
+        raise InputError(
+            f"config key localisation.fraction: {section['fraction']:g} is not one of "
+            f"{', '.join(f'{f:g}' for f in DEFAULT_FRACTIONS)}"
+        )
+    low, high = section["size_bounds"]
+    if not low < high:
+        raise InputError(
+            f"config key localisation.size_bounds: {low:g} must be below {high:g} "
+            "(small/medium, then medium/large)"
+        )
+    for method in froc_methods(config):
+        if method not in config["methods"]:
+            raise InputError(f"config key froc.methods: {method!r} is not a configured method")
+        if "max_images" in config["methods"][method]:
+            raise InputError(
+                f"config key froc.methods: {method!r} has max_images; the FROC needs a map of "
+                "every image of a split"
+            )
+    if config["froc"]["score"] not in SCORE_RULES:
+        raise InputError(
+            f"config key froc.score: {config['froc']['score']!r} is not one of "
+            f"{', '.join(SCORE_RULES)}"
+        )
 
 
 def check_schema(config: dict[str, Any], schema_path: str | os.PathLike) -> None:

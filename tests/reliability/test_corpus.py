@@ -783,6 +783,14 @@ CONFIG_CASES = {
         {"audit": {"methods": ["gradcam"]}},
         "config key audit.methods: unknown key",
     ),
+    "FROC of a method the config lacks": (
+        {"froc": {"methods": ["gradcam", "rise"]}},
+        "config key froc.methods: 'rise' is not a configured method",
+    ),
+    "IoU fraction off the grid": (
+        {"localisation": {"fraction": 0.33}},
+        "config key localisation.fraction: 0.33 is not one of 0.05, 0.1",
+    ),
 }
 
 

@@ -49,3 +49,46 @@ def test_the_audit_is_off_by_default_and_its_switch_is_checked():
     ):
         with pytest.raises(InputError, match=re.escape(message)):
             check_schema({"audit": audit}, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"localisation": {"fraction": 0.33}}, "localisation.fraction: 0.33 is not one of"),
+        (
+            {"localisation": {"size_bounds": [0.02, 0.005]}},
+            "localisation.size_bounds: 0.02 must be below 0.005",
+        ),
+        ({"froc": {"methods": ["nope"]}}, "froc.methods: 'nope' is not a configured method"),
+        ({"froc": {"methods": ["capped"]}}, "froc.methods: 'capped' has max_images"),
+        ({"froc": {"score": "logit"}}, "froc.score: 'logit' is not one of prob-x-relative"),
+        ({"froc": {"top_k": 0}}, "froc.top_k: 0 is less than the minimum of 1"),
+    ],
+)
+def test_localisation_and_froc_sections_are_checked(section, message):
+    config = {
+        "methods": {
+            "gc": {"family": "gradcam", "layer": "layer4.1"},
+            "capped": {"family": "gradcam", "layer": "layer4.1", "max_images": 4},
+        },
+        "train": {"arch": "resnet18"},
+        **section,
+    }
+    with pytest.raises(InputError, match=re.escape(message)):
+        check_config(config, SCHEMA)
+
+
+def test_froc_all_means_every_method_without_a_cap():
+    from xiqa.config import froc_methods
+
+    config = {
+        "methods": {"a": {"family": "gradcam"}, "b": {"family": "rise", "max_images": 4}},
+        "froc": {"methods": "all"},
+    }
+    check_schema(config, SCHEMA)
+    assert froc_methods(config) == ["a"]
+    assert config["localisation"] == {
+        "enabled": True,
+        "fraction": 0.5,
+        "size_bounds": [0.005, 0.02],
+    }

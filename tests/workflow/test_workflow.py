@@ -88,6 +88,27 @@ def test_demo_workflow_trains_and_predicts(workdir):
         audit = _csv(results / "tables" / "audit.csv")
         assert [r["method"] for r in audit if r["variant"] == "all"] == audited
         assert (results / "figures" / "audit.png").stat().st_size > 1000
+    # Localisation (on by default) and the FROC (the demo's froc.methods: all): every method.
+    for method in METHODS:
+        for split in ("val", "test"):
+            rows = _csv(results / "localisation" / method / f"{split}.csv")
+            assert len(rows) == 8  # FROC methods explain every image, negatives included
+            folder = results / "froc" / method / split
+            lines = (folder / "prediction_localization.csv").read_text().splitlines()
+            assert lines[0] == "image_path,prediction" and len(lines) == 9
+            names = [line.split(",")[0] for line in lines[1:]]
+            assert names == load_cache(results / "cache" / f"{split}.h5").image_name
+            assert len((folder / "prediction_classification.csv").read_text().splitlines()) == 9
+    froc = _csv(results / "tables" / "froc.csv")
+    assert [(r["method"], r["split"]) for r in froc] == [
+        (m, s) for s in ("val", "test") for m in METHODS
+    ]
+    assert {"froc", "sensitivity_0.125", "sensitivity_8"} <= set(froc[0])
+    localisation = (results / "tables" / "localisation.md").read_text()
+    assert localisation.count("| NormGrad |") == 2 and "hit-in-shape" in localisation
+    assert len(_csv(results / "tables" / "localisation_by_size.csv")) == 3 * 2 * len(METHODS)
+    for name in ("froc", "localisation_by_size"):
+        assert (results / "figures" / f"{name}.png").stat().st_size > 1000
     again = run_snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run", cores=2)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
@@ -98,8 +119,10 @@ def test_demo_workflow_trains_and_predicts(workdir):
     html = (results / "report.html").read_text(errors="replace")
     assert "pointing_accuracy.png" in html and "sanity_randomisation.png" in html
     assert ("audit.png" in html) == bool(audited)
+    assert "froc.png" in html and "localisation_by_size.png" in html
 
-    # A new method schedules only its own saliency and pointing jobs, and the aggregation.
+    # A new method schedules only its own jobs (saliency, pointing, localisation and FROC per
+    # split, its sanity test) and the tables that include it.
     with open(workdir / "tiny.yaml", "a") as f:
         f.write("methods:\n  input-x-gradient: {family: input-x-gradient}\n")
     added = run_snakemake(
@@ -108,6 +131,7 @@ def test_demo_workflow_trains_and_predicts(workdir):
     assert added.returncode == 0, added.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", added.stdout + added.stderr, re.M))
     expected = {"saliency": "4", "pointing": "2", "sanity": "1", "aggregate": "1", "all": "1"}
+    expected.update(localisation="2", localisation_table="1", froc="2", froc_table="1")
     if audit_variants({"family": "input-x-gradient"}):  # audited too: its two splits, the table
         expected.update(audit="2", audit_table="1")
     expected["total"] = str(sum(map(int, expected.values())))

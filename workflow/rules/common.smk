@@ -98,3 +98,29 @@ def paper_option():
     """`--paper` when the config has the paper's setup (600 x 600, tau 25), else nothing."""
     paper = config["image_size"] == 600 and config["pointing"]["tau"] == 25
     return "--paper" if paper else ""
+
+
+def froc_method_names():
+    """The methods the FROC covers (xiqa.config.froc_methods: "all" means every method without
+    max_images)."""
+    from xiqa.config import froc_methods
+
+    return froc_methods(config)
+
+
+FROC_METHODS = froc_method_names()
+
+
+def all_images_option(wildcards):
+    """`--all-images` for a method the FROC covers (it needs the negatives' maps too)."""
+    return "--all-images" if wildcards.method in FROC_METHODS else ""
+
+
+def method_shards(wildcards):
+    """The saliency shards of one method and split."""
+    return expand(
+        "results/saliency/{method}/{split}/{shard}.h5",
+        method=wildcards.method,
+        split=wildcards.split,
+        shard=range(config["n_shards"]),
+    )

@@ -6,12 +6,7 @@ rule pointing:
     input:
         model="results/model/model.pt",
         images="results/cache/{split}.h5",
-        shards=lambda wildcards: expand(
-            "results/saliency/{method}/{split}/{shard}.h5",
-            method=wildcards.method,
-            split=wildcards.split,
-            shard=range(config["n_shards"]),
-        ),
+        shards=method_shards,
     output:
         "results/pointing/{method}/{split}.csv",
     log:
@@ -64,6 +59,8 @@ rule sanity:
 localrules:
     aggregate,
     audit_table,
+    localisation_table,
+    froc_table,
 
 
 rule aggregate:
@@ -181,3 +178,145 @@ rule audit_table:
     shell:
         "xiqa audit-table --results {params.results:q} --methods {params.methods:q}"
         " --splits {params.splits} --tau {params.tau} {params.paper} 2> {log:q}"
+
+
+# Localisation beyond one peak: per method and split from the shards, then tables and a figure;
+# the FROC of the methods that explain every image (froc.methods).
+
+
+rule localisation:
+    input:
+        model="results/model/model.pt",
+        images="results/cache/{split}.h5",
+        shards=method_shards,
+    output:
+        "results/localisation/{method}/{split}.csv",
+    log:
+        "results/logs/localisation/{method}/{split}.log",
+    benchmark:
+        "results/benchmarks/localisation/{method}/{split}.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        size_bounds=",".join(map(str, config["localisation"]["size_bounds"])),
+    shell:
+        "xiqa localisation --model {input.model:q} --images {input.images:q}"
+        " --size-bounds {params.size_bounds} --out {output:q} {input.shards:q} 2> {log:q}"
+
+
+rule localisation_table:
+    input:
+        localisation=expand(
+            "results/localisation/{method}/{split}.csv",
+            method=list(config["methods"]),
+            split=config["splits"],
+        ),
+        pointing=expand(
+            "results/pointing/{method}/{split}.csv",
+            method=list(config["methods"]),
+            split=config["splits"],
+        ),
+    output:
+        tables=multiext("results/tables/localisation", ".csv", ".md", ".tex"),
+        sizes=multiext("results/tables/localisation_by_size", ".csv", ".md"),
+        figure=report(
+            "results/figures/localisation_by_size.png",
+            caption="../report/localisation_by_size.rst",
+            category="Figures",
+        ),
+        pdf="results/figures/localisation_by_size.pdf",
+    log:
+        "results/logs/localisation_table.log",
+    benchmark:
+        "results/benchmarks/localisation_table.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        results=lambda wildcards, output: os.path.dirname(
+            os.path.dirname(output.tables[0])
+        ),
+        methods=json.dumps(config["methods"]),
+        splits=",".join(config["splits"]),
+        fraction=config["localisation"]["fraction"],
+        size_bounds=",".join(map(str, config["localisation"]["size_bounds"])),
+    shell:
+        "xiqa localisation-table --results {params.results:q} --methods {params.methods:q}"
+        " --splits {params.splits} --fraction {params.fraction}"
+        " --size-bounds {params.size_bounds} 2> {log:q}"
+
+
+rule froc:
+    input:
+        model="results/model/model.pt",
+        images="results/cache/{split}.h5",
+        shards=method_shards,
+    output:
+        multiext(
+            "results/froc/{method}/{split}/",
+            "prediction_localization.csv",
+            "prediction_classification.csv",
+        ),
+    log:
+        "results/logs/froc/{method}/{split}.log",
+    benchmark:
+        "results/benchmarks/froc/{method}/{split}.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        out=lambda wildcards, output: os.path.dirname(output[0]),
+        radius=config["froc"]["nms_radius"],
+        top_k=config["froc"]["top_k"],
+        score=config["froc"]["score"],
+    shell:
+        "xiqa froc --model {input.model:q} --images {input.images:q} --out {params.out:q}"
+        " --radius {params.radius} --top-k {params.top_k} --score {params.score}"
+        " {input.shards:q} 2> {log:q}"
+
+
+rule froc_table:
+    input:
+        predictions=expand(
+            "results/froc/{method}/{split}/prediction_localization.csv",
+            method=FROC_METHODS,
+            split=config["splits"],
+        ),
+        caches=expand("results/cache/{split}.h5", split=config["splits"]),
+    output:
+        tables=multiext("results/tables/froc", ".csv", ".md", ".tex"),
+        figure=report(
+            "results/figures/froc.png",
+            caption="../report/froc.rst",
+            category="Figures",
+        ),
+        pdf="results/figures/froc.pdf",
+    log:
+        "results/logs/froc_table.log",
+    benchmark:
+        "results/benchmarks/froc_table.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        results=lambda wildcards, output: os.path.dirname(
+            os.path.dirname(output.tables[0])
+        ),
+        methods=",".join(FROC_METHODS),
+        splits=",".join(config["splits"]),
+    shell:
+        "xiqa froc-table --results {params.results:q} --methods {params.methods:q}"
+        " --splits {params.splits} 2> {log:q}"

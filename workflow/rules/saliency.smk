@@ -1,4 +1,5 @@
-# Saliency maps: one job per method x split x shard, over the positive images of the split.
+# Saliency maps: one job per method x split x shard, over the positive images of the split (all
+# images for a method the FROC covers).
 
 
 rule saliency:
@@ -21,8 +22,10 @@ rule saliency:
         entry=method_entry,
         n_shards=config["n_shards"],
         max_images=max_images_option,
+        all_images=all_images_option,
     shell:
         "xiqa saliency --model {input.model:q} --images {input.images:q}"
         " --method {wildcards.method:q} --params {params.entry:q}"
         " --shard {wildcards.shard} --n-shards {params.n_shards} {params.max_images}"
+        " {params.all_images}"
         " --out {output:q} 2> {log:q}"

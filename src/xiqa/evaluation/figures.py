@@ -11,6 +11,9 @@
 - ``sanity_randomisation``: the model-parameter randomisation test, mean Spearman correlation
   with the trained model's maps as the model is randomised from the output down.
 - ``audit`` (``xiqa audit-table``): the paper audit, accuracy per method and variant.
+- ``localisation_by_size`` (``xiqa localisation-table``): pointing, hit-in-shape and mIoU by
+  object size.
+- ``froc`` (``xiqa froc-table``): the challenge's FROC curve of the maps' peaks.
 Maps use a perceptually uniform colour map (inferno), half transparent over the X-ray.
 """
 
@@ -254,6 +257,12 @@ def _method_line_styles(names: list[str]) -> dict[str, str]:
     return {name: ("-", "--", ":")[k // plt.cm.tab20.N % 3] for k, name in enumerate(names)}
 
 
+def _method_line(ax, x, y, name: str, colours: dict, styles: dict, **style) -> None:
+    """One method's line in its colour and dash style, labelled for the legend."""
+    style = {"linewidth": 1.2, **style}
+    ax.plot(x, y, color=colours[name], linestyle=styles[name], label=name, **style)
+
+
 def pointing_curve_figure(
     folder: Path, curve: list[dict[str, Any]], splits: list[str], tau: float
 ) -> None:
@@ -267,16 +276,8 @@ def pointing_curve_figure(
     for ax, split in zip(axes[0], splits, strict=True):
         for name in names:
             rows = [r for r in curve if r["name"] == name and r["split"] == split]
-            ax.plot(
-                [r["tau"] for r in rows],
-                [r["accuracy"] for r in rows],
-                marker=".",
-                markersize=4,
-                linewidth=1.2,
-                color=colours[name],
-                linestyle=styles[name],
-                label=name,
-            )
+            x, y = [r["tau"] for r in rows], [r["accuracy"] for r in rows]
+            _method_line(ax, x, y, name, colours, styles, marker=".", markersize=4)
         ax.axvline(tau, color="grey", linestyle="--", linewidth=1)
         ax.set_title(split, fontsize=9)
         ax.set_xlabel("tolerance τ (px)")
@@ -407,3 +408,106 @@ def audit_figure(folder: Path, table: list[dict[str, Any]], splits: list[str]) -
     axes[0, 0].legend(handles, labels, fontsize=6, loc="lower left", bbox_to_anchor=(1.01, 0))
     figure.tight_layout()
     _save(figure, folder, "audit")
+
+
+def size_figure(
+    folder: Path,
+    rows: list[dict[str, Any]],
+    names: list[str],
+    splits: list[str],
+    bounds: tuple[float, float],
+) -> None:
+    """Localisation by object size: a row of panels per split (pointing accuracy, hit-in-shape,
+    mIoU by Otsu with the shapes), object size on x, one line per method."""
+    from xiqa.evaluation.localisation import SIZE_NAMES
+
+    colours, styles = _method_colours(names), _method_line_styles(names)
+    metrics = (
+        ("pointing", "pointing accuracy"),
+        ("hit_shape", "hit-in-shape"),
+        ("miou_otsu", "mIoU"),
+    )
+    figure, axes = plt.subplots(
+        len(splits), 3, squeeze=False, sharex=True, sharey=True, figsize=(11.5, 3.2 * len(splits))
+    )
+    ticks = [
+        f"small\n< {bounds[0]:.1%}",
+        f"medium\n{bounds[0]:.1%}–{bounds[1]:.1%}",
+        f"large\n> {bounds[1]:.1%}",
+    ]
+    for r, split in enumerate(splits):
+        for c, (key, label) in enumerate(metrics):
+            ax = axes[r, c]
+            for name in names:
+                mine = [
+                    next(
+                        row
+                        for row in rows
+                        if row["name"] == name and row["split"] == split and row["size"] == size
+                    )
+                    for size in SIZE_NAMES
+                ]
+                y = [row[key] for row in mine]
+                _method_line(
+                    ax, range(len(SIZE_NAMES)), y, name, colours, styles, marker="o", markersize=3
+                )
+            counts = [
+                max(
+                    (row["n"] for row in rows if row["split"] == split and row["size"] == s),
+                    default=0,
+                )
+                for s in SIZE_NAMES
+            ]
+            ax.set_title(f"{split}: {label} (n = {', '.join(map(str, counts))})", fontsize=8)
+            ax.set_ylim(0, 1.02)
+            ax.set_xticks(range(len(SIZE_NAMES)), ticks, fontsize=7)
+    for r in range(len(splits)):
+        axes[r, 0].set_ylabel("share of images / mean IoU", fontsize=8)
+    axes[0, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    figure.tight_layout()
+    _save(figure, folder, "localisation_by_size")
+
+
+def froc_figure(
+    folder: Path,
+    curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, tuple[float, ...]]],
+    names: list[str],
+    splits: list[str],
+    rates: tuple[float, ...],
+    baseline: float,
+) -> None:
+    """The FROC curve (sensitivity against false positives per image, log scale) per split, one
+    line per method, the challenge's seven operating points marked; a dotted line at the
+    supervised detector's FROC."""
+    colours, styles = _method_colours(names), _method_line_styles(names)
+    figure, axes = plt.subplots(
+        1, len(splits), squeeze=False, sharey=True, figsize=(4.2 * len(splits) + 2.4, 3.8)
+    )
+    for ax, split in zip(axes[0], splits, strict=True):
+        for name in names:
+            fp, sensitivity, at_rates = curves[name, split]
+            keep = fp > 0
+            ax.step(
+                fp[keep],
+                sensitivity[keep],
+                where="post",
+                linewidth=1.1,
+                color=colours[name],
+                linestyle=styles[name],
+                label=name,
+            )
+            ax.plot(
+                rates, at_rates, linestyle="none", marker="o", markersize=2.5, color=colours[name]
+            )
+        ax.axhline(baseline, color="black", linestyle=":", linewidth=1)
+        ax.text(rates[0], baseline + 0.015, f"supervised detector, FROC {baseline:.3f}", fontsize=6)
+        ax.set_xscale("log", base=2)
+        ax.set_xlim(rates[0] / 1.5, rates[-1] * 1.5)
+        ax.set_xticks(rates, [f"{r:g}" for r in rates], fontsize=7)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("false positives per image")
+        ax.set_title(split, fontsize=9)
+    axes[0, 0].set_ylabel("sensitivity (objects hit)")
+    axes[0, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    figure.tight_layout()
+    _save(figure, folder, "froc")

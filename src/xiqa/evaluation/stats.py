@@ -1,7 +1,7 @@
 """Statistics for the tables and the classifier: ROC AUC (ties counted half), its bootstrap
 interval and the ROC curve (scikit-learn); Wilson intervals for accuracies (statsmodels); exact
 McNemar tests for paired comparisons of two methods on the same images, bootstrap intervals of
-means and Spearman's rank correlation (SciPy)."""
+means, Spearman's rank correlation and the Wilcoxon signed-rank test (SciPy)."""
 
 from __future__ import annotations
 
@@ -114,3 +114,15 @@ def spearman(a, b) -> float:
     ra -= ra.mean()
     rb -= rb.mean()
     return float(np.clip(ra @ rb / math.sqrt(float(ra @ ra) * float(rb @ rb)), -1.0, 1.0))
+
+
+def wilcoxon_signed_rank(a, b) -> float:
+    """Two-sided p-value of the Wilcoxon signed-rank test of paired values ``a`` and ``b``
+    (SciPy; zero differences dropped, as Wilcoxon's original test); 1 when every pair is
+    equal, NaN for no pairs."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if len(diff) == 0:
+        return math.nan
+    if not np.any(diff != 0):  # nothing tells the methods apart
+        return 1.0
+    return float(stats.wilcoxon(diff, zero_method="wilcox").pvalue)
