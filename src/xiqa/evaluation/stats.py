@@ -114,3 +114,14 @@ def spearman(a, b) -> float:
     ra -= ra.mean()
     rb -= rb.mean()
     return float(np.clip(ra @ rb / math.sqrt(float(ra @ ra) * float(rb @ rb)), -1.0, 1.0))
+
+
+def wilcoxon_signed_rank(a, b) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired values a and b (SciPy; zero differences
+    dropped). 1 when every pair is equal, NaN for no pairs."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if len(d) == 0:
+        return math.nan
+    if not np.any(d != 0):  # nothing tells the two apart; SciPy would warn and give NaN
+        return 1.0
+    return float(stats.wilcoxon(d).pvalue)
