@@ -290,17 +290,17 @@ def deletion_insertion(
     counts = torch.from_numpy(step_counts(size, n_steps)).to(device)
     per_image = 2 * (n_steps + 1)  # deletion steps 0..n, then insertion steps 0..n
 
-    def make(i: int) -> torch.Tensor:
+    def make(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         grey = _grey(images[i])
         stack = np.stack(
             [
                 grey,
                 _baseline_image(grey, deletion_baseline, baseline_value, blur_sigma),
                 _baseline_image(grey, insertion_baseline, baseline_value, blur_sigma),
-                rank_map(maps[i]),
             ]
-        )
-        return torch.from_numpy(stack).to(device)  # float64: ranks up to 2^53 stay exact
+        ).astype(np.float32)  # the model's input precision
+        ranks = torch.from_numpy(rank_map(maps[i])).to(device, torch.int32)
+        return torch.from_numpy(stack).to(device), ranks
 
     states = _ImageStates(make)
     target_all = torch.as_tensor(targets, dtype=torch.long, device=device)
@@ -310,15 +310,18 @@ def deletion_insertion(
         image, rest = np.divmod(task, per_image)
         curve, step = np.divmod(rest, n_steps + 1)
         first = int(image[0])
-        chunk = torch.stack([states(int(i)) for i in range(first, int(image[-1]) + 1)])
+        chunk = [states(int(i)) for i in range(first, int(image[-1]) + 1)]
         local = torch.from_numpy(image - first).to(device)
-        grey, removed_by, inserted_from, ranks = chunk[local].unbind(1)
-        deletion = torch.from_numpy(curve == 0).to(device).view(-1, 1, 1)
+        deletion = torch.from_numpy(curve == 0).to(device)
+        # Per input: the image it starts from and what fills the perturbed pixels.
+        pictures = torch.stack([c[0] for c in chunk])  # (images, 3, S, S)
+        which_start = torch.where(deletion, 0, 2)  # deletion: the image; insertion: its baseline
+        which_fill = torch.where(deletion, 1, 0)  # deletion: its baseline; insertion: the image
+        begin = pictures[local, which_start]
+        fill = pictures[local, which_fill]
+        ranks = torch.stack([c[1] for c in chunk])[local]
         mask = ranks < counts[torch.from_numpy(step).to(device)].view(-1, 1, 1)
-        replaced = torch.where(deletion, removed_by, grey)
-        kept = torch.where(deletion, grey, inserted_from)
-        perturbed = torch.where(mask, replaced, kept).float()
-        return perturbed, target_all[torch.from_numpy(image).to(device)]
+        return torch.where(mask, fill, begin), target_all[torch.from_numpy(image).to(device)]
 
     probs = _probabilities(model, n * per_image, build, batch_size, "deletion/insertion")
     probs = probs.reshape(n, 2, n_steps + 1)
