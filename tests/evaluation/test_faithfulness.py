@@ -347,6 +347,14 @@ def test_faithfulness_command_writes_every_map(model, model_file, tiny_caches, t
     rows = read_faithfulness(chance, baselines=True)
     assert rows["baseline"].tolist() == ["random"] * 3 + ["uniform"] * 3
     assert rows["image_name"].tolist()[:3] == rows["image_name"].tolist()[3:]
+    result = run_cli("faithfulness", *images, "--out", chance, "--chance", "--max-images", 2,
+                     "--targets", "predicted", *FAST)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = read_faithfulness(chance, baselines=True)
+    index = [cache.image_name.index(name) for name in rows["image_name"][:2]]
+    with torch.inference_mode():
+        predicted = model(to_model_input(torch.from_numpy(cache.images[index]))).argmax(1)
+    assert rows["target"].tolist() == predicted.tolist() * 2
 
 
 def test_faithfulness_refuses_bad_shards_and_writes_nothing(model_file, tiny_caches, tmp_path):

@@ -654,12 +654,13 @@ def run_faithfulness_baselines(
     model, cache = load_model_and_cache(model_path, images_path, dev)
     rows = shard_indices(cache, 0, 1, all_images, max_images)
     targets = cache.label[rows].astype(np.int64)
-    if target_policy == "predicted":
-        from xiqa.model.predict import predict_probs
-
-        targets = (predict_probs(model, cache.images[rows], batch_size, dev) >= 0.5).astype(
-            np.int64
-        )
+    if target_policy == "predicted":  # the class xiqa saliency --targets predicted explains
+        predicted = []
+        with torch.inference_mode():
+            for start in range(0, len(rows), batch_size):
+                batch = torch.from_numpy(cache.images[rows[start : start + batch_size]]).to(dev)
+                predicted.append(model(to_model_input(batch)).argmax(1).cpu().numpy())
+        targets = np.concatenate(predicted).astype(np.int64) if predicted else targets
     frames, summaries = [], {}
     for kind in CHANCE_MAPS:
         maps = np.stack([chance_map(kind, cache.size, int(r), seed) for r in rows]).reshape(
