@@ -721,5 +721,154 @@ def explain(
     click.echo(f"explained {len(records)} images with {method} into {out}", err=True)
 
 
+def _faithfulness_options(command):
+    """The scoring parameters shared by xiqa faithfulness and its --chance mode."""
+    from xiqa.evaluation import faithfulness as f
+
+    options = [
+        _count("--n-steps", f.DEFAULT_N_STEPS, help="Deletion/insertion steps (S²/n_steps each)."),
+        click.option(
+            "--deletion-baseline",
+            type=click.Choice(f.BASELINES),
+            default="constant",
+            show_default=True,
+            help="What deletion puts in place of the removed pixels.",
+        ),
+        click.option(
+            "--insertion-baseline",
+            type=click.Choice(f.BASELINES),
+            default="blur",
+            show_default=True,
+            help="The image insertion starts from.",
+        ),
+        click.option(
+            "--baseline-value",
+            type=float,
+            default=None,
+            help=f"The constant baseline's grey in [0, 1] (default {f.DEFAULT_BASELINE_VALUE:.4f},"
+            " ImageNet's mean: about 0 after normalisation).",
+        ),
+        click.option(
+            "--blur-sigma",
+            type=float,
+            default=f.DEFAULT_BLUR_SIGMA,
+            show_default=True,
+            help="The blur baseline's Gaussian sigma in model-input pixels.",
+        ),
+        click.option(
+            "--road-percentages",
+            default=",".join(str(p) for p in f.DEFAULT_ROAD_PERCENTAGES),
+            show_default=True,
+            help="Comma-separated percentages of pixels ROAD removes.",
+        ),
+        click.option(
+            "--road-noise",
+            type=float,
+            default=f.DEFAULT_ROAD_NOISE,
+            show_default=True,
+            help="SD of ROAD's imputation noise in normalised model-input units (0: none).",
+        ),
+        _count("--batch-size", 32, help="Perturbed inputs per forward pass."),
+        _device_option,
+        click.option(
+            "--seed", type=int, default=0, show_default=True, help="Seeds noise and random maps."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@main.command()
+@_model_and_images
+@_required("--out", type=_output_file, help="Per-image CSV (docs/formats.md).")
+@click.option(
+    "--chance",
+    is_flag=True,
+    help="Score the chance baselines (a random and a uniform map) of the split's images instead "
+    "of SHARDS: one CSV with a `baseline` column, for all methods.",
+)
+@click.option(
+    "--targets",
+    "target_policy",
+    type=click.Choice(["label", "predicted"]),
+    default="label",
+    show_default=True,
+    help="With --chance: the class scored (as xiqa saliency's --targets).",
+)
+@click.option("--all-images", is_flag=True, help="With --chance: every image, not only positives.")
+@click.option(
+    "--max-images",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --chance: the fixed random subset xiqa saliency --max-images explains.",
+)
+@_faithfulness_options
+@click.argument("shards", nargs=-1, type=_input_file)
+def faithfulness(
+    model_path: Path,
+    images: Path,
+    out: Path,
+    chance: bool,
+    target_policy: str,
+    all_images: bool,
+    max_images: int | None,
+    road_percentages: str,
+    shards: tuple[Path, ...],
+    **params,
+) -> None:
+    """Deletion, insertion and ROAD of one method's saliency SHARDS of a split (or, with
+    --chance, of a random and a uniform map), one row per map."""
+    from xiqa.evaluation.faithfulness import (
+        parse_percentages,
+        run_faithfulness,
+        run_faithfulness_baselines,
+    )
+
+    params["road_percentages"] = parse_percentages(road_percentages)
+    if chance:
+        if shards:
+            raise InputError("--chance scores chance maps: give no SHARDS")
+        summaries = run_faithfulness_baselines(
+            model_path, images, out, target_policy, all_images, max_images, **params
+        )
+    else:
+        if not shards:
+            raise InputError("no saliency shards given (or --chance for the chance baselines)")
+        summaries = {"maps": run_faithfulness(model_path, images, shards, out, **params)}
+    for name, s in summaries.items():
+        click.echo(
+            f"{name}: deletion AUC {s['deletion_auc']:.4f}, insertion AUC "
+            f"{s['insertion_auc']:.4f}, ROAD MoRF {s['road_morf_mean']:.4f}, LeRF "
+            f"{s['road_lerf_mean']:.4f} (n = {s['n']})",
+            err=True,
+        )
+
+
+@main.command("faithfulness-table")
+@_required(
+    "--results",
+    type=_folder,
+    help="The workflow's results folder (faithfulness/{method}/{split}.csv and "
+    "faithfulness/_baselines/{split}.csv).",
+)
+@click.option(
+    "--methods",
+    "methods_value",
+    required=True,
+    help="The methods in table order: the config's mapping as JSON, or comma-separated names.",
+)
+@click.option("--splits", default="val,test", show_default=True, help="Comma-separated splits.")
+def faithfulness_table(results: Path, methods_value: str, splits: str) -> None:
+    """Tables (results/tables/faithfulness.{csv,md,tex}) and figure
+    (results/figures/faithfulness.{png,pdf}) of deletion, insertion and ROAD, with the chance
+    baselines."""
+    from xiqa.evaluation.faithfulness import methods_list, write_faithfulness_tables
+
+    write_faithfulness_tables(
+        results, methods_list(methods_value), [s for s in splits.split(",") if s]
+    )
+
+
 if __name__ == "__main__":
     main()

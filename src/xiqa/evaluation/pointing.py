@@ -153,6 +153,11 @@ def read_method_shards(
             raise InputError(f"{path}: shard {number} is also given as {seen_shards[number]}")
         seen_shards[number] = str(path)
         for k, index in enumerate(shard.index):
+            if not 0 <= index < len(cache):
+                raise InputError(
+                    f"{path}: map {k} is of {shard.image_name[k]!r}, not of row {index} of "
+                    f"{cache.path} (which has {len(cache)})"
+                )
             if cache.image_name[index] != shard.image_name[k]:
                 raise InputError(
                     f"{path}: map {k} is of {shard.image_name[k]!r} but row {index} "
