@@ -113,16 +113,18 @@ def write_map_shards(
     method="m",
     dtype="float32",
     prob=None,
+    limit=None,
     **attr_overrides,
 ):
-    """One method's shards of a cache's positives (or all images), each map
-    ``maps_for(cache, row)``, P(object) ``prob`` or spread over 0.1 .. 0.9 in each shard;
-    ``attr_overrides`` replace shard attributes."""
+    """One method's shards of a cache's positives (or all images; the first ``limit`` of them),
+    each map ``maps_for(cache, row)``, P(object) ``prob`` or spread over 0.1 .. 0.9 in each
+    shard; ``attr_overrides`` replace shard attributes."""
     from xiqa.data.cache import load_cache
     from xiqa.evaluation.shards import images_digest, write_shard
 
     cache = load_cache(cache_path)
     rows = np.arange(len(cache)) if all_images else np.flatnonzero(cache.label == 1)
+    rows = rows[:limit]
     paths = []
     for shard, part in enumerate(np.array_split(rows, n_shards)):
         attrs = {

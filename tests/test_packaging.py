@@ -64,3 +64,13 @@ def test_conda_environment_lists_the_runtime_dependencies():
         entries = yaml.safe_load(f)["dependencies"]
     names = {_name(e) for e in entries if isinstance(e, str)} - {"python", "pip"}
     assert {CONDA_NAMES.get(n, n) for n in names} == {_name(r) for r in declared()[""]}
+
+
+def test_the_command_line_loads_without_torch():
+    # Every job starts `xiqa`; a command that needs no model (pointing, localisation, tables)
+    # must not pay torch's import at start-up because of another command's options.
+    import subprocess
+    import sys
+
+    code = "import sys, xiqa.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -238,27 +238,48 @@ def predict(
         )
 
 
+def _options(*options):
+    """A decorator applying click ``options`` in the order given (the first shown first)."""
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _image_choice(prefix: str = ""):
+    """--targets, --all-images and --max-images: which images of a split are explained (xiqa
+    saliency), or scored as they were (``prefix``: e.g. "With --chance: ")."""
+    return _options(
+        click.option(
+            "--targets",
+            "target_policy",
+            type=click.Choice(["label", "predicted"]),
+            default="label",
+            show_default=True,
+            help=prefix + "Explain the ground-truth class (the paper) or the predicted one.",
+        ),
+        click.option(
+            "--all-images", is_flag=True, help=prefix + "Every image, not only positives."
+        ),
+        click.option(
+            "--max-images",
+            type=click.IntRange(min=1),
+            default=None,
+            help=prefix + "A fixed random subset of at most this many images (for costly methods).",
+        ),
+    )
+
+
 @main.command()
 @_model_and_images
 @_method_options("recorded in the shard")
 @click.option("--shard", type=int, required=True, help="Shard index, counting from 0.")
 @click.option("--n-shards", type=int, required=True)
 @_required("--out", type=_output_file)
-@click.option(
-    "--targets",
-    "target_policy",
-    type=click.Choice(["label", "predicted"]),
-    default="label",
-    show_default=True,
-    help="Explain the ground-truth class (the paper) or the predicted one.",
-)
-@click.option("--all-images", is_flag=True, help="Explain every image, not only positives.")
-@click.option(
-    "--max-images",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Explain a fixed random subset of at most this many images (for costly methods).",
-)
+@_image_choice()
 @click.option(
     "--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True
 )
@@ -532,24 +553,17 @@ def _numbers(option: str, value: str | None) -> list[float] | None:
         raise InputError(f"{option} {value!r}: not comma-separated numbers") from None
 
 
-def _shard_options(command):
-    """--images, --model and the SHARDS argument of a command that reads one method's shards."""
-    for decorator in reversed(
-        (
-            _required(
-                "--images", type=_input_file, help="The image cache the shards were made from."
-            ),
-            click.option(
-                "--model",
-                "model_path",
-                type=_input_file,
-                help="The checkpoint the shards must have been made by (checked by its SHA-256).",
-            ),
-            click.argument("shards", nargs=-1, required=True, type=_input_file),
-        )
-    ):
-        command = decorator(command)
-    return command
+_shard_options = _options(
+    _required("--images", type=_input_file, help="The image cache the shards were made from."),
+    click.option(
+        "--model",
+        "model_path",
+        type=_input_file,
+        help="The checkpoint the shards must have been made by (checked by its SHA-256).",
+    ),
+    click.argument("shards", nargs=-1, required=True, type=_input_file),
+)
+"""--images, --model and the SHARDS argument of a command that reads one method's shards."""
 
 
 @main.command()
@@ -722,61 +736,57 @@ def explain(
 
 
 def _faithfulness_options(command):
-    """The scoring parameters shared by xiqa faithfulness and its --chance mode."""
-    from xiqa.evaluation import faithfulness as f
-
+    """The scoring parameters shared by xiqa faithfulness and its --chance mode. Their defaults
+    live in xiqa.evaluation.faithfulness (an option left out takes it), which is not imported
+    here: every xiqa command would then pay for torch."""
     options = [
-        _count("--n-steps", f.DEFAULT_N_STEPS, help="Deletion/insertion steps (S²/n_steps each)."),
+        click.option(
+            "--n-steps", type=int, default=None, help="Deletion/insertion steps (default 100)."
+        ),
         click.option(
             "--deletion-baseline",
-            type=click.Choice(f.BASELINES),
-            default="constant",
-            show_default=True,
-            help="What deletion puts in place of the removed pixels.",
+            default=None,
+            help="What deletion puts in place of the removed pixels: constant (default) or blur.",
         ),
         click.option(
             "--insertion-baseline",
-            type=click.Choice(f.BASELINES),
-            default="blur",
-            show_default=True,
-            help="The image insertion starts from.",
+            default=None,
+            help="The image insertion starts from: blur (default) or constant.",
         ),
         click.option(
             "--baseline-value",
             type=float,
             default=None,
-            help=f"The constant baseline's grey in [0, 1] (default {f.DEFAULT_BASELINE_VALUE:.4f},"
-            " ImageNet's mean: about 0 after normalisation).",
+            help="The constant baseline's grey in [0, 1] (default 0.449, ImageNet's mean: about 0 "
+            "after normalisation).",
         ),
         click.option(
             "--blur-sigma",
             type=float,
-            default=f.DEFAULT_BLUR_SIGMA,
-            show_default=True,
-            help="The blur baseline's Gaussian sigma in model-input pixels.",
+            default=None,
+            help="The blur baseline's Gaussian sigma in model-input pixels (default 5).",
         ),
         click.option(
             "--road-percentages",
-            default=",".join(str(p) for p in f.DEFAULT_ROAD_PERCENTAGES),
-            show_default=True,
-            help="Comma-separated percentages of pixels ROAD removes.",
+            default=None,
+            help="Comma-separated percentages of pixels ROAD removes (default 10,20,...,90).",
         ),
         click.option(
             "--road-noise",
             type=float,
-            default=f.DEFAULT_ROAD_NOISE,
-            show_default=True,
-            help="SD of ROAD's imputation noise in normalised model-input units (0: none).",
+            default=None,
+            help="SD of ROAD's imputation noise in normalised model-input units (0: none; "
+            "default 0.01).",
         ),
-        _count("--batch-size", 32, help="Perturbed inputs per forward pass."),
+        click.option(
+            "--batch-size", type=int, default=None, help="Perturbed inputs per forward pass."
+        ),
         _device_option,
         click.option(
             "--seed", type=int, default=0, show_default=True, help="Seeds noise and random maps."
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _options(*options)(command)
 
 
 @main.command()
@@ -788,21 +798,7 @@ def _faithfulness_options(command):
     help="Score the chance baselines (a random and a uniform map) of the split's images instead "
     "of SHARDS: one CSV with a `baseline` column, for all methods.",
 )
-@click.option(
-    "--targets",
-    "target_policy",
-    type=click.Choice(["label", "predicted"]),
-    default="label",
-    show_default=True,
-    help="With --chance: the class scored (as xiqa saliency's --targets).",
-)
-@click.option("--all-images", is_flag=True, help="With --chance: every image, not only positives.")
-@click.option(
-    "--max-images",
-    type=click.IntRange(min=1),
-    default=None,
-    help="With --chance: the fixed random subset xiqa saliency --max-images explains.",
-)
+@_image_choice("With --chance (as xiqa saliency): ")
 @_faithfulness_options
 @click.argument("shards", nargs=-1, type=_input_file)
 def faithfulness(
@@ -813,7 +809,7 @@ def faithfulness(
     target_policy: str,
     all_images: bool,
     max_images: int | None,
-    road_percentages: str,
+    road_percentages: str | None,
     shards: tuple[Path, ...],
     **params,
 ) -> None:
@@ -825,7 +821,9 @@ def faithfulness(
         run_faithfulness_baselines,
     )
 
-    params["road_percentages"] = parse_percentages(road_percentages)
+    if road_percentages is not None:
+        params["road_percentages"] = parse_percentages(road_percentages)
+    params = {k: v for k, v in params.items() if v is not None}  # the rest: the library's
     if chance:
         if shards:
             raise InputError("--chance scores chance maps: give no SHARDS")

@@ -32,11 +32,11 @@ from xiqa.evaluation.faithfulness import (
     saliency_order,
     step_counts,
 )
-from xiqa.evaluation.shards import images_digest, sha256_file, write_shard
+from xiqa.evaluation.shards import sha256_file
 from xiqa.evaluation.stats import wilcoxon_signed_rank
 from xiqa.model.network import IMAGENET_MEAN, IMAGENET_STD, build_model, save_model, to_model_input
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, write_map_shards
 
 SIZE = 32
 
@@ -287,29 +287,18 @@ def test_one_forward_per_perturbed_input_and_batch_size_is_invisible(model):
 
 
 def _shards(cache_path, model_path, folder, n_shards=2, method="m", seed=0, **overrides):
-    cache = load_cache(cache_path)
-    positives = np.flatnonzero(cache.label == 1)[:4]
+    """Shards of random maps of the first 4 positives, made by ``model_path``."""
     rng = np.random.default_rng(seed)
-    paths = []
-    for shard, rows in enumerate(np.array_split(positives, n_shards)):
-        attrs = {
-            "method": method,
-            "params": '{"family": "gradcam"}',
-            "checkpoint_sha256": sha256_file(model_path),
-            "input_size": cache.size,
-            "target_policy": "label",
-            "shard": shard,
-            "n_shards": n_shards,
-            "images_digest": images_digest(cache),
-            "max_images": 0,
-            **overrides,
-        }
-        path = folder / f"{method}-{shard}.h5"
-        with write_shard(path, [cache.image_name[i] for i in rows], rows, attrs, "float32") as w:
-            w.append(rng.random((len(rows), cache.size, cache.size)), np.ones(len(rows)),
-                     np.full(len(rows), 0.9))  # fmt: skip
-        paths.append(path)
-    return paths
+    return write_map_shards(
+        cache_path,
+        folder,
+        lambda cache, i: rng.random((cache.size, cache.size)),
+        n_shards=n_shards,
+        method=method,
+        prob=0.9,
+        limit=4,
+        **{"checkpoint_sha256": sha256_file(model_path), **overrides},
+    )
 
 
 FAST = ("--n-steps", 4, "--road-percentages", "25,75", "--batch-size", 16, "--device", "cpu")

@@ -76,6 +76,7 @@ def test_workflow_quotes_every_path_in_its_shell_commands():
         "params.splits",
         "params.stages",
         "params.max_images",
+        "params.all_images",
     }
     unquoted = [p for p in placeholders if not p.endswith(":q") and p not in numeric | pre_quoted]
     assert unquoted == []

@@ -205,7 +205,7 @@ rule localisation:
         size_bounds=",".join(map(str, config["localisation"]["size_bounds"])),
     shell:
         "xiqa localisation --model {input.model:q} --images {input.images:q}"
-        " --size-bounds {params.size_bounds} --out {output:q} {input.shards:q} 2> {log:q}"
+        " --size-bounds {params.size_bounds:q} --out {output:q} {input.shards:q} 2> {log:q}"
 
 
 rule localisation_table:
@@ -249,8 +249,8 @@ rule localisation_table:
         size_bounds=",".join(map(str, config["localisation"]["size_bounds"])),
     shell:
         "xiqa localisation-table --results {params.results:q} --methods {params.methods:q}"
-        " --splits {params.splits} --fraction {params.fraction}"
-        " --size-bounds {params.size_bounds} 2> {log:q}"
+        " --splits {params.splits} --fraction {params.fraction:q}"
+        " --size-bounds {params.size_bounds:q} 2> {log:q}"
 
 
 rule froc:
@@ -281,7 +281,7 @@ rule froc:
         score=config["froc"]["score"],
     shell:
         "xiqa froc --model {input.model:q} --images {input.images:q} --out {params.out:q}"
-        " --radius {params.radius} --top-k {params.top_k} --score {params.score}"
+        " --radius {params.radius:q} --top-k {params.top_k:q} --score {params.score:q}"
         " {input.shards:q} 2> {log:q}"
 
 

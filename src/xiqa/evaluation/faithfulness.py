@@ -26,6 +26,7 @@ stays one grey image replicated to three channels.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -516,12 +517,22 @@ def _n_classes(model: torch.nn.Module) -> int:
     return int(head.out_features)
 
 
-def _parameters(kwargs: dict[str, Any]) -> dict[str, Any]:
-    if kwargs.get("baseline_value") is None:
-        kwargs["baseline_value"] = DEFAULT_BASELINE_VALUE
-    kwargs["road_percentages"] = tuple(float(p) for p in kwargs["road_percentages"])
-    check_parameters(**{k: v for k, v in kwargs.items() if k != "seed"})
-    return kwargs
+def _parameters(scoring: dict[str, Any]) -> dict[str, Any]:
+    """:func:`score_maps`' parameters (n_steps, deletion_baseline, insertion_baseline,
+    baseline_value, blur_sigma, road_percentages, road_noise, batch_size, seed): those given,
+    checked, the rest at their defaults; an unknown one is an error."""
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(score_maps).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    unknown = sorted(set(scoring) - set(defaults))
+    if unknown:
+        raise InputError(f"unknown faithfulness parameter {unknown[0]!r}")
+    params = {**defaults, **{k: v for k, v in scoring.items() if v is not None}}
+    params["road_percentages"] = tuple(float(p) for p in params["road_percentages"])
+    check_parameters(**{k: v for k, v in params.items() if k != "seed"})
+    return params
 
 
 def _summary(frame: pd.DataFrame) -> dict[str, float]:
@@ -533,33 +544,14 @@ def run_faithfulness(
     images_path: str | os.PathLike,
     shard_paths: Sequence[str | os.PathLike],
     out: str | os.PathLike,
-    n_steps: int = DEFAULT_N_STEPS,
-    deletion_baseline: str = "constant",
-    insertion_baseline: str = "blur",
-    baseline_value: float | None = None,
-    blur_sigma: float = DEFAULT_BLUR_SIGMA,
-    road_percentages: Sequence[float] = DEFAULT_ROAD_PERCENTAGES,
-    road_noise: float = DEFAULT_ROAD_NOISE,
-    batch_size: int = 32,
     device: str = "auto",
-    seed: int = 0,
+    **scoring: Any,
 ) -> dict[str, float]:
     """Score every map of one method's shards of a split (each with its shard's target) and
     write the per-image CSV (docs/formats.md) atomically; returns n and the mean of each
-    summary number. Every input is checked before anything is computed or written."""
-    params = _parameters(
-        {
-            "n_steps": n_steps,
-            "deletion_baseline": deletion_baseline,
-            "insertion_baseline": insertion_baseline,
-            "baseline_value": baseline_value,
-            "blur_sigma": blur_sigma,
-            "road_percentages": road_percentages,
-            "road_noise": road_noise,
-            "batch_size": batch_size,
-            "seed": seed,
-        }
-    )
+    summary number. Every input is checked before anything is computed or written.
+    ``scoring``: :func:`score_maps`' parameters (their defaults where left out)."""
+    params = _parameters(scoring)
     dev = resolve_device(device)
     use_full_fp32(dev)
     model, cache = load_model_and_cache(model_path, images_path, dev)
@@ -589,16 +581,8 @@ def run_faithfulness_baselines(
     target_policy: str = "label",
     all_images: bool = False,
     max_images: int | None = None,
-    n_steps: int = DEFAULT_N_STEPS,
-    deletion_baseline: str = "constant",
-    insertion_baseline: str = "blur",
-    baseline_value: float | None = None,
-    blur_sigma: float = DEFAULT_BLUR_SIGMA,
-    road_percentages: Sequence[float] = DEFAULT_ROAD_PERCENTAGES,
-    road_noise: float = DEFAULT_ROAD_NOISE,
-    batch_size: int = 32,
     device: str = "auto",
-    seed: int = 0,
+    **scoring: Any,
 ) -> dict[str, dict[str, float]]:
     """The chance rows of a split, once for all methods: a random and a uniform map for the
     images a method's shards hold (the same ``all_images``/``max_images`` choice as xiqa
@@ -607,19 +591,7 @@ def run_faithfulness_baselines(
     summary."""
     if target_policy not in ("label", "predicted"):
         raise InputError(f"unknown target policy {target_policy!r}; use label or predicted")
-    params = _parameters(
-        {
-            "n_steps": n_steps,
-            "deletion_baseline": deletion_baseline,
-            "insertion_baseline": insertion_baseline,
-            "baseline_value": baseline_value,
-            "blur_sigma": blur_sigma,
-            "road_percentages": road_percentages,
-            "road_noise": road_noise,
-            "batch_size": batch_size,
-            "seed": seed,
-        }
-    )
+    params = _parameters(scoring)
     dev = resolve_device(device)
     use_full_fp32(dev)
     model, cache = load_model_and_cache(model_path, images_path, dev)
@@ -628,15 +600,16 @@ def run_faithfulness_baselines(
     if target_policy == "predicted":  # the class xiqa saliency --targets predicted explains
         predicted = []
         with torch.inference_mode():
-            for start in range(0, len(rows), batch_size):
-                batch = torch.from_numpy(cache.images[rows[start : start + batch_size]]).to(dev)
+            step = params["batch_size"]
+            for start in range(0, len(rows), step):
+                batch = torch.from_numpy(cache.images[rows[start : start + step]]).to(dev)
                 predicted.append(model(to_model_input(batch)).argmax(1).cpu().numpy())
         targets = np.concatenate(predicted).astype(np.int64) if predicted else targets
     frames, summaries = [], {}
     for kind in CHANCE_MAPS:
-        maps = np.stack([chance_map(kind, cache.size, int(r), seed) for r in rows]).reshape(
-            len(rows), cache.size, cache.size
-        )
+        maps = np.stack(
+            [chance_map(kind, cache.size, int(r), params["seed"]) for r in rows]
+        ).reshape(len(rows), cache.size, cache.size)
         scores = score_maps(model, cache.images[rows], maps, targets, keys=rows, **params)
         first = pd.DataFrame(
             {
