@@ -575,27 +575,19 @@ _shard_options = _options(
     help="Comma-separated fractions of a map's range whose masks' IoU each row carries "
     "(default 0.05, 0.10, ..., 0.95).",
 )
-@click.option(
-    "--size-bounds",
-    default="0.005,0.02",
-    show_default=True,
-    help="Area shares separating small, medium and large objects.",
-)
 def localisation(
     images: Path,
     model_path: Path | None,
     shards: tuple[Path, ...],
     out: Path,
     fractions: str | None,
-    size_bounds: str,
 ) -> None:
     """Hit-in-shape and segmentation IoU (Otsu; fractions of the range) of one method's SHARDS
     of a split, with the true shapes and with the boxes, per image."""
     from xiqa.evaluation.localisation import DEFAULT_FRACTIONS, run_localisation
 
     grid = _numbers("--fractions", fractions) or DEFAULT_FRACTIONS
-    bounds = _numbers("--size-bounds", size_bounds)
-    counts = run_localisation(images, shards, out, model_path, grid, bounds)
+    counts = run_localisation(images, shards, out, model_path, grid)
     _echo_share("hit-in-shape", counts, f"mIoU (Otsu, shapes) {counts['miou']:.4f}")
 
 
@@ -666,9 +658,13 @@ def _splits_option(command):
     show_default=True,
     help="The fixed fraction of the range for the mIoU column (on the per-image grid).",
 )
-@click.option("--size-bounds", default="0.005,0.02", show_default=True)
+@click.option(
+    "--size-bounds",
+    default=None,
+    help="Area shares separating small, medium and large objects (default 0.002,0.006).",
+)
 def localisation_table(
-    results: Path, methods_json: str, splits: str, fraction: float, size_bounds: str
+    results: Path, methods_json: str, splits: str, fraction: float, size_bounds: str | None
 ) -> None:
     """Tables results/tables/localisation.{csv,md,tex} and localisation_by_size.{csv,md}, and
     the figure results/figures/localisation_by_size.{png,pdf}."""

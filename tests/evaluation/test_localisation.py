@@ -73,7 +73,7 @@ def test_image_row_by_hand():
     saliency[2:4, 2:4] = 1.0
     saliency[9, 9] = 0.5
     boxes = np.array([[2.0, 2.0, 6.0, 6.0]])  # box pixels 2..5: 16
-    row = image_row(saliency, shapes, boxes, (0.25, 0.5, 0.75), (0.005, 0.02))
+    row = image_row(saliency, shapes, boxes, (0.25, 0.5, 0.75))
     assert row["hit_shape"] == 1 and (row["peak_x"], row["peak_y"]) == (2, 2)
     # Otsu on 95 zeros, one 0.5 and four 1s: splitting below 0.5 gives between-class variance
     # 95 * 5 * (0.9 - 0)^2 = 384.75 (counts, unnormalised), splitting above it
@@ -84,10 +84,10 @@ def test_image_row_by_hand():
     assert row[fraction_columns(0.25)[0]] == 4 / 5  # v >= 0.25 also takes the 0.5 pixel
     assert row[fraction_columns(0.75)[0]] == 1.0  # v >= 0.75: the four 1s
     assert row[fraction_columns(0.75)[1]] == 4 / 16
-    assert row["shape_share"] == 0.04 and row["size"] == "large"
+    assert row["shape_share"] == 0.04
     # The tie rule: an equal maximum earlier in row-major order, off the shape, is the peak.
     saliency[0, 5] = 1.0
-    row = image_row(saliency, shapes, boxes, (0.5,), (0.005, 0.02))
+    row = image_row(saliency, shapes, boxes, (0.5,))
     assert row["hit_shape"] == 0 and (row["peak_x"], row["peak_y"]) == (5, 0)
 
 
@@ -140,23 +140,24 @@ def test_localisation_refuses_a_missing_shard_and_writes_nothing(tiny_caches, tm
         tiny_caches["val"],
         "--out",
         out,
-        "--size-bounds",
-        "0.1,0.01",
+        "--fractions",
+        "0.5,1.5",
         *shards,
     )
-    assert_one_line_error(result, "--size-bounds")
+    assert_one_line_error(result, "--fractions", "1.5")
 
 
 # --- tables --------------------------------------------------------------------------------------
 
 
-def _frame(names, hits, ious, grid, size="small"):
-    """A localisation frame: per image a hit, an Otsu IoU and an IoU per fraction of ``grid``."""
+def _frame(names, hits, ious, grid, share=0.001):
+    """A localisation frame: per image a hit, an Otsu IoU and an IoU per fraction of ``grid``,
+    the shapes' area share ``share``."""
     rows = []
     for name, hit, value in zip(names, hits, ious, strict=True):
         row = {
             "image_name": name,
-            "size": size,
+            "shape_share": share,
             "label": 1,
             "counted_shapes": 1,
             "counted_boxes": 1,
@@ -199,8 +200,8 @@ def test_localisation_table_by_hand():
 def test_size_table_joins_the_pointing_hits():
     frame = pd.concat(
         [
-            _frame(["a"], [1], [0.5], {0.5: 0.5}, "small"),
-            _frame(["b", "c"], [0, 1], [0.1, 0.3], {0.5: 0.2}, "large"),
+            _frame(["a"], [1], [0.5], {0.5: 0.5}, 0.001),  # small below 0.002
+            _frame(["b", "c"], [0, 1], [0.1, 0.3], {0.5: 0.2}, 0.007),  # large above 0.006
         ]
     )
     pointing = {("m", "test"): {"a": 0, "b": 1, "c": 1}}

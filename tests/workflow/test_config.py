@@ -90,5 +90,5 @@ def test_froc_all_means_every_method_without_a_cap():
     assert config["localisation"] == {
         "enabled": True,
         "fraction": 0.5,
-        "size_bounds": [0.005, 0.02],
+        "size_bounds": [0.002, 0.006],
     }

@@ -201,11 +201,9 @@ rule localisation:
     resources:
         mem_mb=4000,
         runtime=60,
-    params:
-        size_bounds=",".join(map(str, config["localisation"]["size_bounds"])),
     shell:
         "xiqa localisation --model {input.model:q} --images {input.images:q}"
-        " --size-bounds {params.size_bounds:q} --out {output:q} {input.shards:q} 2> {log:q}"
+        " --out {output:q} {input.shards:q} 2> {log:q}"
 
 
 rule localisation_table:

@@ -15,7 +15,8 @@ Per image, in the model-input space, from a method's shards (maps are never reco
 
 An image counts for the shape metrics when its shapes cover some pixel centre, and for the box
 IoU when its boxes cover a pixel (the pointing game's ``counted``); negatives count for neither.
-The **object size** of an image is the share of its pixels in the union of its true shapes.
+The **object size** of an image is the share of its pixels in the union of its true shapes
+(``shape_share``); the tables class it small, medium or large by their bounds.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from xiqa.io import numeric_columns, read_results_csv, staged_outputs, write_csv
 DEFAULT_FRACTIONS = tuple(round(k / 20, 2) for k in range(1, 20))
 # Object size by the share of the image's pixels in its true shapes: small below the first
 # bound, medium up to the second, large above (docs/protocol.md §7.5).
-DEFAULT_SIZE_BOUNDS = (0.005, 0.02)
+DEFAULT_SIZE_BOUNDS = (0.002, 0.006)
 SIZE_NAMES = ("small", "medium", "large")
 BASE_COLUMNS = (
     "image_name",
@@ -65,7 +66,6 @@ BASE_COLUMNS = (
     "counted_shapes",
     "counted_boxes",
     "shape_share",
-    "size",
     "peak_x",
     "peak_y",
     "hit_shape",
@@ -166,7 +166,6 @@ def image_row(
     shapes: np.ndarray,
     boxes: np.ndarray,
     fractions: Sequence[float],
-    bounds: Sequence[float],
 ) -> dict[str, object]:
     """One image's localisation values: ``shapes`` (K, S, S) the true-shape masks, ``boxes``
     (K, 4) in map pixels."""
@@ -182,7 +181,6 @@ def image_row(
         "counted_shapes": int(counted_shapes),
         "counted_boxes": int(counted_boxes),
         "shape_share": share if counted_shapes else math.nan,
-        "size": size_class(share, bounds) if counted_shapes else "",
         "peak_x": x,
         "peak_y": y,
         "hit_shape": int(shape_union[y, x]) if counted_shapes else None,
@@ -205,12 +203,10 @@ def run_localisation(
     out: str | os.PathLike,
     model_path: str | os.PathLike | None = None,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
-    size_bounds: Sequence[float] = DEFAULT_SIZE_BOUNDS,
 ) -> dict[str, float]:
     """Score every map of one method's shards against the cache's true shapes and boxes; write
     the per-image CSV. The shards are checked as ``xiqa pointing`` checks them."""
     fractions = check_fractions(fractions)
-    bounds = check_size_bounds(size_bounds)
     cache = load_cache(images_path, with_images=False)
     rows = []
     for shard, k, index in method_maps(cache, shard_paths, model_path, "localisation"):
@@ -220,7 +216,7 @@ def run_localisation(
             raise InputError(f"{cache.path}: row {index}: {exc}") from None
         masks = shape_masks(shapes, int(cache.width[index]), int(cache.height[index]), cache.size)
         try:
-            values = image_row(shard.maps[k], masks, cache.boxes_of(index), fractions, bounds)
+            values = image_row(shard.maps[k], masks, cache.boxes_of(index), fractions)
         except ValueError as exc:
             raise InputError(f"{shard.path}: map of {shard.image_name[k]!r}: {exc}") from None
         rows.append(
@@ -248,10 +244,10 @@ def run_localisation(
 def read_localisation(path: str | os.PathLike) -> pd.DataFrame:
     """One method's per-image CSV of one split (``xiqa localisation``), numbers as numbers."""
     frame = read_results_csv(path, "localisation results", BASE_COLUMNS, "xiqa localisation")
-    numbers = [c for c in frame.columns if c not in ("image_name", "size")]
+    numbers = [c for c in frame.columns if c != "image_name"]
     optional = [c for c in numbers if c not in ("label", "counted_shapes", "counted_boxes")]
     values = numeric_columns(frame, numbers, path, "not an xiqa localisation row", optional)
-    return pd.concat([frame[["image_name", "size"]], values], axis=1).set_index("image_name")
+    return pd.concat([frame[["image_name"]], values], axis=1).set_index("image_name")
 
 
 def _grid(frame: pd.DataFrame, kind: str) -> dict[float, str]:
@@ -356,17 +352,20 @@ def size_table(
     pointing: dict[tuple[str, str], dict[str, int]],
     methods: dict[str, dict[str, Any]],
     splits: list[str],
+    bounds: Sequence[float] = DEFAULT_SIZE_BOUNDS,
 ) -> list[dict[str, Any]]:
-    """Long rows (method, split, size): pointing accuracy (the pointing game's hits of the
-    images of that size), hit-in-shape and mIoU by Otsu with the shapes, with intervals."""
+    """Long rows (method, split, size class by ``bounds``): pointing accuracy (the pointing
+    game's hits of the images of that size), hit-in-shape and mIoU by Otsu with the shapes,
+    with intervals."""
     rows = []
     for name in methods:
         for split in splits:
             frame = frames[name, split]
             counted = frame[frame["counted_shapes"] == 1]
+            sizes = counted["shape_share"].map(lambda share: size_class(share, bounds))
             hits_of = pointing[name, split]
             for size in SIZE_NAMES:
-                group = counted[counted["size"] == size]
+                group = counted[sizes == size]
                 point = [hits_of[n] for n in group.index if n in hits_of]
                 point_low, point_high = wilson_interval(sum(point), len(point))
                 hit_low, hit_high = wilson_interval(int(group["hit_shape"].sum()), len(group))
@@ -510,7 +509,7 @@ def write_localisation_tables(
     methods: dict[str, dict[str, Any]],
     splits: list[str],
     fraction: float = 0.5,
-    size_bounds: Sequence[float] = DEFAULT_SIZE_BOUNDS,
+    size_bounds: Sequence[float] | None = None,
 ) -> None:
     """Write results/tables/localisation.{csv,md,tex}, localisation_by_size.{csv,md} and
     results/figures/localisation_by_size.{png,pdf} (all or none) from
@@ -521,7 +520,7 @@ def write_localisation_tables(
     results = Path(results)
     if not methods:
         raise InputError("no methods to tabulate")
-    bounds = check_size_bounds(size_bounds)
+    bounds = check_size_bounds(DEFAULT_SIZE_BOUNDS if size_bounds is None else size_bounds)
     frames = {
         (m, s): read_localisation(results / "localisation" / m / f"{s}.csv")
         for m in methods
@@ -533,7 +532,7 @@ def write_localisation_tables(
         for s in splits
     }
     rows = localisation_table(frames, methods, splits, fraction)
-    sizes = size_table(frames, pointing, methods, splits)
+    sizes = size_table(frames, pointing, methods, splits, bounds)
     with staged_outputs(results) as stage:
         tables = stage / "tables"
         _write_csv(tables / "localisation.csv", rows)
