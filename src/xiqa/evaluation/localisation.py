@@ -289,7 +289,7 @@ def localisation_table(
         for name in methods:
             frame = frames[name, split]
             counted[name] = frame[frame["counted_shapes"] == 1]
-        best_hit = max(methods, key=lambda m: counted[m]["hit_shape"].mean())
+        best_hit = max(methods, key=lambda m: np.nan_to_num(counted[m]["hit_shape"].mean()))
         best_iou = max(methods, key=lambda m: np.nan_to_num(counted[m]["iou_otsu_shapes"].mean()))
         for name in methods:
             mine = counted[name]
