@@ -428,7 +428,7 @@ def size_figure(
         ("miou_otsu", "mIoU"),
     )
     figure, axes = plt.subplots(
-        len(splits), 3, squeeze=False, sharex=True, sharey=True, figsize=(11.5, 3.2 * len(splits))
+        len(splits), 3, squeeze=False, sharex=True, sharey="col", figsize=(11.5, 3.2 * len(splits))
     )
     ticks = [
         f"small\n< {bounds[0]:.1%}",
@@ -459,10 +459,15 @@ def size_figure(
                 for s in SIZE_NAMES
             ]
             ax.set_title(f"{split}: {label} (n = {', '.join(map(str, counts))})", fontsize=8)
-            ax.set_ylim(0, 1.02)
+            if key != "miou_otsu":  # shares of images; mIoU keeps its own (smaller) scale
+                ax.set_ylim(0, 1.02)
+            else:
+                top = max((r[key] for r in rows if np.isfinite(r[key])), default=1.0)
+                ax.set_ylim(0, max(top, 0.01) * 1.08)
             ax.set_xticks(range(len(SIZE_NAMES)), ticks, fontsize=7)
     for r in range(len(splits)):
-        axes[r, 0].set_ylabel("share of images / mean IoU", fontsize=8)
+        axes[r, 0].set_ylabel("share of images", fontsize=8)
+        axes[r, 2].set_ylabel("mean IoU", fontsize=8)
     axes[0, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     _save(figure, folder, "localisation_by_size")
