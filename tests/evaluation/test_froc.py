@@ -173,3 +173,51 @@ def test_bootstrap_equals_the_froc_of_an_explicit_resample():
         )
         expected = froc(GroundTruth(names, shapes), explicit).froc
         assert value == pytest.approx(expected, nan_ok=True)
+
+
+def test_froc_table_ranks_a_map_on_the_objects_above_a_corner_map(tiny_caches, tmp_path):
+    import csv
+    import shutil
+
+    from xiqa.data.geometry import shape_masks
+
+    results = tmp_path / "results"
+    (results / "cache").mkdir(parents=True)
+    shutil.copy(tiny_caches["val"], results / "cache" / "val.h5")
+
+    def on_objects(cache, index):
+        masks = shape_masks(
+            cache.shapes_of(index), int(cache.width[index]), int(cache.height[index]), cache.size
+        )
+        saliency = np.zeros((cache.size, cache.size))
+        saliency[0, 0] = 0.5  # something for a negative, off every object
+        return saliency + (masks.any(axis=0) if len(masks) else 0)
+
+    def corner(cache, index):
+        saliency = np.zeros((cache.size, cache.size))
+        saliency[0, 0] = 1.0
+        return saliency
+
+    for method, maps_for in (("good", on_objects), ("corner", corner)):
+        folder = tmp_path / method
+        folder.mkdir()
+        shards = write_map_shards(tiny_caches["val"], folder, maps_for, all_images=True)
+        out = results / "froc" / method / "val"
+        assert run_cli("froc", "--images", tiny_caches["val"], "--out", out, *shards).exit_code == 0
+    result = run_cli(
+        "froc-table", "--results", results, "--methods", "good,corner", "--splits", "val",
+        "--n-boot", 50,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with open(results / "tables" / "froc.csv", newline="") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert float(rows["good"]["froc"]) > float(rows["corner"]["froc"])
+    assert rows["good"]["p_vs_best"] == "" and rows["corner"]["best"] == "good"
+    assert 0 <= float(rows["corner"]["p_vs_best"]) <= 1
+    assert (
+        float(rows["good"]["ci_low"])
+        <= float(rows["good"]["froc"])
+        <= float(rows["good"]["ci_high"])
+    )
+    assert (results / "figures" / "froc.png").stat().st_size > 1000
+    assert "supervised detector" in (results / "tables" / "froc.md").read_text()

@@ -359,16 +359,20 @@ def froc_table(
         ]
         scored = [froc(truth, p) for p in predictions]
         boot = bootstrap_frocs(truth, predictions, n_boot=n_boot)
-        best = int(np.nanargmax([r.froc for r in scored])) if scored else 0
+        values = np.array([r.froc for r in scored])
+        if not np.isfinite(values).any():
+            raise InputError(f"{cache.path}: the split has no annotated object to find")
+        best = int(np.nanargmax(values))
         for m, (method, result) in enumerate(zip(methods, scored, strict=True)):
             curves[method, split] = result
             low, high = np.nanpercentile(boot[:, m], [2.5, 97.5]) if n_boot else (math.nan,) * 2
             diff = boot[:, m] - boot[:, best]
-            p = (
-                ""
-                if m == best
-                else float(min(1.0, 2 * min(np.mean(diff >= 0), np.mean(diff <= 0))))
-            )
+            if m == best:
+                p = ""
+            elif n_boot:  # twice the smaller tail share of the paired differences
+                p = float(min(1.0, 2 * min(np.mean(diff >= 0), np.mean(diff <= 0))))
+            else:
+                p = math.nan
             rows.append(
                 {
                     "method": method,
