@@ -298,6 +298,7 @@ def bootstrap_frocs(
     n_boot: int = 1000,
     seed: int = 0,
     draws: np.ndarray | None = None,
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """(n_boot, M) FROCs of M methods' predictions on the same resamples of the images (drawn
     with replacement; a copy of an image brings copies of its objects and its predictions, in
@@ -307,8 +308,9 @@ def bootstrap_frocs(
     object_count = np.array([len(s) for s in truth.shapes], dtype=np.int64)
     first_object = np.concatenate([[0], np.cumsum(object_count)])
     prepared = []
-    for pred in predictions:
-        pair_p, pair_o = hit_pairs(truth, pred)
+    if pairs is None:
+        pairs = [hit_pairs(truth, pred) for pred in predictions]
+    for pred, (pair_p, pair_o) in zip(predictions, pairs, strict=True):
         by_image = np.argsort(pred.image, kind="stable")  # file order within an image
         starts = np.searchsorted(pred.image[by_image], np.arange(n + 1))
         rank = np.empty(len(by_image), dtype=np.int64)  # a prediction's place in its image
@@ -357,8 +359,13 @@ def froc_table(
             read_localization(results / "froc" / m / split / LOCALIZATION_CSV, truth.image_names)
             for m in methods
         ]
-        scored = [froc(truth, p) for p in predictions]
-        boot = bootstrap_frocs(truth, predictions, n_boot=n_boot)
+        pairs = [hit_pairs(truth, p) for p in predictions]  # the shape tests, once per method
+        n_images, n_objects = len(truth.image_names), truth.n_objects
+        scored = [
+            froc_from_pairs(p.prob, hits, n_images, n_objects)
+            for p, hits in zip(predictions, pairs, strict=True)
+        ]
+        boot = bootstrap_frocs(truth, predictions, n_boot=n_boot, pairs=pairs)
         values = np.array([r.froc for r in scored])
         if not np.isfinite(values).any():
             raise InputError(f"{cache.path}: the split has no annotated object to find")
