@@ -44,3 +44,4 @@ rule all:
         rules.audit_table.output if AUDITED else [],
         rules.localisation_table.output if config["localisation"]["enabled"] else [],
         rules.froc_table.output if FROC_METHODS else [],
+        rules.faithfulness_table.output if FAITHFULNESS else [],

@@ -249,9 +249,9 @@ def _options(*options):
     return decorate
 
 
-def _image_choice(prefix: str = ""):
+def _image_choice():
     """--targets, --all-images and --max-images: which images of a split are explained (xiqa
-    saliency), or scored as they were (``prefix``: e.g. "With --chance: ")."""
+    saliency), or scored as they were (xiqa faithfulness)."""
     return _options(
         click.option(
             "--targets",
@@ -259,16 +259,14 @@ def _image_choice(prefix: str = ""):
             type=click.Choice(["label", "predicted"]),
             default="label",
             show_default=True,
-            help=prefix + "Explain the ground-truth class (the paper) or the predicted one.",
+            help="Explain the ground-truth class (the paper) or the predicted one.",
         ),
-        click.option(
-            "--all-images", is_flag=True, help=prefix + "Every image, not only positives."
-        ),
+        click.option("--all-images", is_flag=True, help="Every image, not only positives."),
         click.option(
             "--max-images",
             type=click.IntRange(min=1),
             default=None,
-            help=prefix + "A fixed random subset of at most this many images (for costly methods).",
+            help="A fixed random subset of at most this many images (for costly methods).",
         ),
     )
 
@@ -794,7 +792,7 @@ def _faithfulness_options(command):
     help="Score the chance baselines (a random and a uniform map) of the split's images instead "
     "of SHARDS: one CSV with a `baseline` column, for all methods.",
 )
-@_image_choice("With --chance (as xiqa saliency): ")
+@_image_choice()
 @_faithfulness_options
 @click.argument("shards", nargs=-1, type=_input_file)
 def faithfulness(
@@ -810,7 +808,10 @@ def faithfulness(
     **params,
 ) -> None:
     """Deletion, insertion and ROAD of one method's saliency SHARDS of a split (or, with
-    --chance, of a random and a uniform map), one row per map."""
+    --chance, of a random and a uniform map), one row per map. The maps scored are those of the
+    images xiqa saliency would explain with --all-images and --max-images (by default the
+    positives: the FROC's shards also hold the negatives); --targets is the chance maps' (a
+    shard's map keeps its own target)."""
     from xiqa.evaluation.faithfulness import (
         parse_percentages,
         run_faithfulness,
@@ -829,7 +830,11 @@ def faithfulness(
     else:
         if not shards:
             raise InputError("no saliency shards given (or --chance for the chance baselines)")
-        summaries = {"maps": run_faithfulness(model_path, images, shards, out, **params)}
+        summaries = {
+            "maps": run_faithfulness(
+                model_path, images, shards, out, all_images, max_images, **params
+            )
+        }
     for name, s in summaries.items():
         click.echo(
             f"{name}: deletion AUC {s['deletion_auc']:.4f}, insertion AUC "

@@ -32,7 +32,7 @@ from xiqa.evaluation.faithfulness import (
     saliency_order,
     step_counts,
 )
-from xiqa.evaluation.shards import sha256_file
+from xiqa.evaluation.shards import sha256_file, shard_indices
 from xiqa.evaluation.stats import wilcoxon_signed_rank
 from xiqa.model.network import IMAGENET_MEAN, IMAGENET_STD, build_model, save_model, to_model_input
 
@@ -344,6 +344,63 @@ def test_faithfulness_command_writes_every_map(model, model_file, tiny_caches, t
     with torch.inference_mode():
         predicted = model(to_model_input(torch.from_numpy(cache.images[index]))).argmax(1)
     assert rows["target"].tolist() == predicted.tolist() * 2
+
+
+def test_faithfulness_scores_the_images_saliency_would_explain(model_file, tiny_caches, tmp_path):
+    """Shards of every image (a FROC method's) are scored on the positives, or on every image
+    with --all-images; --max-images picks the subset xiqa saliency picks, which the chance rows
+    score too; shards without one of the chosen images are one error line."""
+    cache = load_cache(tiny_caches["val"])
+    rng = np.random.default_rng(3)
+    shards = write_map_shards(
+        tiny_caches["val"],
+        tmp_path,
+        lambda cache, i: rng.random((cache.size, cache.size)),
+        all_images=True,
+        prob=0.9,
+        checkpoint_sha256=sha256_file(model_file),
+    )
+    images = ("--model", model_file, "--images", tiny_caches["val"])
+    names = {
+        (all_images, cap): [
+            cache.image_name[i] for i in shard_indices(cache, 0, 1, all_images, cap)
+        ]
+        for all_images in (False, True)
+        for cap in (None, 3)
+    }
+    assert len(names[False, None]) < len(names[True, None]) == len(cache)
+    for all_images in (False, True):
+        for cap in (None, 3):
+            flags = (("--all-images",) if all_images else ()) + (
+                ("--max-images", cap) if cap else ()
+            )
+            out = tmp_path / f"f-{all_images}-{cap}.csv"
+            result = run_cli("faithfulness", *images, "--out", out, *FAST, *flags, *shards)
+            assert result.exit_code == 0, result.output
+            frame = read_faithfulness(out)
+            assert frame["image_name"].tolist() == names[all_images, cap]
+            assert frame["label"].tolist() == [
+                cache.label[cache.image_name.index(n)] for n in names[all_images, cap]
+            ]
+            chance = tmp_path / f"c-{all_images}-{cap}.csv"
+            result = run_cli("faithfulness", *images, "--out", chance, "--chance", *FAST, *flags)
+            assert result.exit_code == 0, result.output
+            rows = read_faithfulness(chance, baselines=True)
+            assert rows["image_name"].tolist() == names[all_images, cap] * 2
+    negatives = write_map_shards(
+        tiny_caches["val"],
+        tmp_path / "neg",
+        lambda cache, i: rng.random((cache.size, cache.size)),
+        all_images=True,
+        n_shards=1,
+        limit=int(np.flatnonzero(cache.label == 1)[0]),  # the images before the first positive
+        prob=0.9,
+        checkpoint_sha256=sha256_file(model_file),
+    )
+    out = tmp_path / "none.csv"
+    result = run_cli("faithfulness", *images, "--out", out, *FAST, *negatives)
+    assert_one_line_error(result, str(negatives[0]), "no map of a positive image")
+    assert not out.exists()
 
 
 def test_faithfulness_refuses_bad_shards_and_writes_nothing(model_file, tiny_caches, tmp_path):

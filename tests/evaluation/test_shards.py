@@ -55,6 +55,10 @@ def test_max_images_keeps_one_fixed_subset_across_shards():
     assert again.tolist() == subset.tolist()  # the same images however they are sharded
     everything = np.concatenate([shard_indices(cache, k, 2, max_images=50) for k in range(2)])
     assert everything.tolist() == list(range(0, 20, 2))
+    for smaller, larger in ((1, 4), (4, 7), (7, 10)):  # caps nest: fewer is a subset of more
+        assert set(shard_indices(cache, 0, 1, max_images=smaller)) < set(
+            shard_indices(cache, 0, 1, max_images=larger)
+        )
     with pytest.raises(InputError, match="--max-images 0 must be at least 1"):
         shard_indices(cache, 0, 2, max_images=0)
 

@@ -63,9 +63,20 @@ def test_the_audit_is_off_by_default_and_its_switch_is_checked():
         ({"froc": {"methods": ["capped"]}}, "froc.methods: 'capped' has max_images"),
         ({"froc": {"score": "logit"}}, "froc.score: 'logit' is not one of prob-x-relative"),
         ({"froc": {"top_k": 0}}, "froc.top_k: 0 is less than the minimum of 1"),
+        ({"faithfulness": {"n_steps": 0}}, "faithfulness.n_steps: 0 is less than the minimum"),
+        ({"faithfulness": {"max_images": 0}}, "faithfulness.max_images: 0 is less than"),
+        ({"faithfulness": {"deletion_baseline": "mean"}}, "faithfulness.deletion_baseline: 'mean'"),
+        ({"faithfulness": {"road_percentages": [0, 50]}}, "faithfulness.road_percentages.0: 0"),
+        ({"faithfulness": {"road_percentages": [50, 100]}}, "faithfulness.road_percentages.1: 100"),
+        ({"faithfulness": {"road_percentages": [50, 50]}}, "[50, 50] has non-unique"),
+        ({"faithfulness": {"road_percentages": []}}, "faithfulness.road_percentages: [] should be"),
+        ({"faithfulness": {"blur_sigma": 0}}, "faithfulness.blur_sigma: 0 is less than or equal"),
+        ({"faithfulness": {"baseline_value": 2}}, "faithfulness.baseline_value: 2 is greater"),
+        ({"faithfulness": {"road_noise": -1}}, "faithfulness.road_noise: -1 is less than"),
+        ({"faithfulness": {"steps": 5}}, "faithfulness.steps: unknown key"),
     ],
 )
-def test_localisation_and_froc_sections_are_checked(section, message):
+def test_localisation_froc_and_faithfulness_sections_are_checked(section, message):
     config = {
         "methods": {
             "gc": {"family": "gradcam", "layer": "layer4.1"},
@@ -92,3 +103,23 @@ def test_froc_all_means_every_method_without_a_cap():
         "fraction": 0.5,
         "size_bounds": [0.002, 0.006],
     }
+
+
+def test_the_faithfulness_section_holds_exactly_the_commands_parameters():
+    """Its scoring keys are xiqa faithfulness's (score_maps' parameters, whose defaults they
+    take when left out), plus the switch and the image cap; on by default."""
+    import inspect
+
+    from xiqa.evaluation.faithfulness import score_maps
+
+    section = yaml.safe_load(SCHEMA.read_text())["properties"]["faithfulness"]["properties"]
+    scoring = [
+        name
+        for name, p in inspect.signature(score_maps).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    ]
+    assert set(section) == {"enabled", "max_images", *scoring}
+    assert all("default" not in section[name] for name in scoring)
+    config = {}
+    check_schema(config, SCHEMA)
+    assert config["faithfulness"] == {"enabled": True}

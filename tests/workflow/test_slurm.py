@@ -61,10 +61,11 @@ def test_tiny_workflow_completes_through_sbatch(tmp_path):
         assert result.returncode == 0, log[-4000:]
     # Every job but the local tables went through sbatch: synth, split, 3 prepare, train,
     # 2 predict, 4 saliency, 4 pointing, 2 sanity, 4 audit (the demo config audits both methods
-    # on both splits), 4 localisation and 4 FROC (the demo's froc.methods: all).
-    assert log.count("has been submitted with SLURM jobid") == 30, log[-4000:]
+    # on both splits), 4 localisation, 4 FROC (the demo's froc.methods: all), 4 faithfulness
+    # and 2 of its chance maps.
+    assert log.count("has been submitted with SLURM jobid") == 36, log[-4000:]
     blocks = {block.split(":", 1)[0]: block for block in log.split("\nrule ")[1:]}
-    for rule in ("train", "saliency", "sanity", "audit"):
+    for rule in ("train", "saliency", "sanity", "audit", "faithfulness", "faithfulness_chance"):
         assert "slurm_partition=your-gpu-partition" in blocks[rule], blocks[rule]
         assert "gpu=1" in blocks[rule], blocks[rule]
     results = work / "results"

@@ -107,7 +107,20 @@ def test_demo_workflow_trains_and_predicts(workdir):
     localisation = (results / "tables" / "localisation.md").read_text()
     assert localisation.count("| NormGrad |") == 2 and "hit-in-shape" in localisation
     assert len(_csv(results / "tables" / "localisation_by_size.csv")) == 3 * 2 * len(METHODS)
-    for name in ("froc", "localisation_by_size"):
+    # Faithfulness (on by default; the demo caps it at 16 positives): every method and the
+    # chance maps score the same images, the split's positives here.
+    for split in ("val", "test"):
+        cache = load_cache(results / "cache" / f"{split}.h5")
+        positives = [n for n, y in zip(cache.image_name, cache.label, strict=True) if y == 1]
+        for method in METHODS:
+            rows = _csv(results / "faithfulness" / method / f"{split}.csv")
+            assert [r["image_name"] for r in rows] == positives
+            assert "deletion_20" in rows[0] and "road_morf_90" in rows[0]  # the demo's settings
+        chance = _csv(results / "faithfulness" / "_baselines" / f"{split}.csv")
+        assert [r["image_name"] for r in chance] == positives * 2
+    faithfulness = _csv(results / "tables" / "faithfulness.csv")
+    assert [r["name"] for r in faithfulness] == [*METHODS, "random-map", "uniform-map"] * 2
+    for name in ("froc", "localisation_by_size", "faithfulness"):
         assert (results / "figures" / f"{name}.png").stat().st_size > 1000
     again = run_snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run", cores=2)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
@@ -120,9 +133,10 @@ def test_demo_workflow_trains_and_predicts(workdir):
     assert "pointing_accuracy.png" in html and "sanity_randomisation.png" in html
     assert ("audit.png" in html) == bool(audited)
     assert "froc.png" in html and "localisation_by_size.png" in html
+    assert "faithfulness.png" in html
 
-    # A new method schedules only its own jobs (saliency, pointing, localisation and FROC per
-    # split, its sanity test) and the tables that include it.
+    # A new method schedules only its own jobs (saliency, pointing, localisation, FROC and
+    # faithfulness per split, its sanity test) and the tables that include it.
     with open(workdir / "tiny.yaml", "a") as f:
         f.write("methods:\n  input-x-gradient: {family: input-x-gradient}\n")
     added = run_snakemake(
@@ -132,6 +146,7 @@ def test_demo_workflow_trains_and_predicts(workdir):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", added.stdout + added.stderr, re.M))
     expected = {"saliency": "4", "pointing": "2", "sanity": "1", "aggregate": "1", "all": "1"}
     expected.update(localisation="2", localisation_table="1", froc="2", froc_table="1")
+    expected.update(faithfulness="2", faithfulness_table="1")
     if audit_variants({"family": "input-x-gradient"}):  # audited too: its two splits, the table
         expected.update(audit="2", audit_table="1")
     expected["total"] = str(sum(map(int, expected.values())))

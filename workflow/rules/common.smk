@@ -124,3 +124,22 @@ def method_shards(wildcards):
         split=wildcards.split,
         shard=range(config["n_shards"]),
     )
+
+
+FAITHFULNESS = config["faithfulness"]["enabled"]
+
+
+def faithfulness_options():
+    """The faithfulness section as `xiqa faithfulness` options (quoted for the shell), sorted:
+    `--max-images`, and each scoring key given (a list comma-separated); a key left out takes
+    the command's default."""
+    import shlex
+
+    options = []
+    for key, value in sorted(config["faithfulness"].items()):
+        if key == "enabled":
+            continue
+        if isinstance(value, list):
+            value = ",".join(map(str, value))
+        options.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
+    return " ".join(options)

@@ -1,5 +1,6 @@
 # Evaluation: the pointing game per method and split, the randomisation test per method, then
-# tables, figures and the report; with audit.enabled, the paper audit per method and split.
+# tables, figures and the report; with audit.enabled, the paper audit per method and split;
+# localisation, the FROC and faithfulness per method and split, each with its tables.
 
 
 rule pointing:
@@ -61,6 +62,7 @@ localrules:
     audit_table,
     localisation_table,
     froc_table,
+    faithfulness_table,
 
 
 rule aggregate:
@@ -317,4 +319,92 @@ rule froc_table:
         splits=",".join(config["splits"]),
     shell:
         "xiqa froc-table --results {params.results:q} --methods {params.methods:q}"
+        " --splits {params.splits} 2> {log:q}"
+
+
+# Faithfulness (deletion, insertion, ROAD) of each method's maps per split, the chance maps once
+# per split on the same images, then tables and a figure.
+
+
+rule faithfulness:
+    input:
+        model="results/model/model.pt",
+        images="results/cache/{split}.h5",
+        shards=method_shards,
+    output:
+        "results/faithfulness/{method}/{split}.csv",
+    log:
+        "results/logs/faithfulness/{method}/{split}.log",
+    benchmark:
+        "results/benchmarks/faithfulness/{method}/{split}.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        options=faithfulness_options(),
+    shell:
+        "xiqa faithfulness --model {input.model:q} --images {input.images:q} {params.options}"
+        " --out {output:q} {input.shards:q} 2> {log:q}"
+
+
+rule faithfulness_chance:
+    input:
+        model="results/model/model.pt",
+        images="results/cache/{split}.h5",
+    output:
+        "results/faithfulness/_baselines/{split}.csv",
+    log:
+        "results/logs/faithfulness/_baselines/{split}.log",
+    benchmark:
+        "results/benchmarks/faithfulness/_baselines/{split}.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        options=faithfulness_options(),
+    shell:
+        "xiqa faithfulness --chance --model {input.model:q} --images {input.images:q}"
+        " {params.options} --out {output:q} 2> {log:q}"
+
+
+rule faithfulness_table:
+    input:
+        expand(
+            "results/faithfulness/{method}/{split}.csv",
+            method=list(config["methods"]),
+            split=config["splits"],
+        ),
+        expand("results/faithfulness/_baselines/{split}.csv", split=config["splits"]),
+    output:
+        tables=multiext("results/tables/faithfulness", ".csv", ".md", ".tex"),
+        figure=report(
+            "results/figures/faithfulness.png",
+            caption="../report/faithfulness.rst",
+            category="Figures",
+        ),
+        pdf="results/figures/faithfulness.pdf",
+    log:
+        "results/logs/faithfulness_table.log",
+    benchmark:
+        "results/benchmarks/faithfulness_table.tsv"
+    conda:
+        "../../envs/xiqa.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        results=lambda wildcards, output: os.path.dirname(
+            os.path.dirname(output.tables[0])
+        ),
+        methods=json.dumps(config["methods"]),
+        splits=",".join(config["splits"]),
+    shell:
+        "xiqa faithfulness-table --results {params.results:q} --methods {params.methods:q}"
         " --splits {params.splits} 2> {log:q}"

@@ -544,28 +544,40 @@ def run_faithfulness(
     images_path: str | os.PathLike,
     shard_paths: Sequence[str | os.PathLike],
     out: str | os.PathLike,
+    all_images: bool = False,
+    max_images: int | None = None,
     device: str = "auto",
     **scoring: Any,
 ) -> dict[str, float]:
-    """Score every map of one method's shards of a split (each with its shard's target) and
-    write the per-image CSV (docs/formats.md) atomically; returns n and the mean of each
-    summary number. Every input is checked before anything is computed or written.
-    ``scoring``: :func:`score_maps`' parameters (their defaults where left out)."""
+    """Score the maps of one method's shards of a split (each with its shard's target) whose
+    images xiqa saliency would explain with ``all_images`` and ``max_images`` (the positives
+    by default: a method whose shards hold every image, for the FROC, is scored on the same
+    images as the others), and write the per-image CSV (docs/formats.md) atomically; returns
+    n and the mean of each summary number. Every input is checked before anything is computed
+    or written. ``scoring``: :func:`score_maps`' parameters (their defaults where left out)."""
     params = _parameters(scoring)
     dev = resolve_device(device)
     use_full_fp32(dev)
     model, cache = load_model_and_cache(model_path, images_path, dev)
     shards = read_method_shards(cache, shard_paths, model_path, _n_classes(model))
-    index = np.concatenate([s.index for s in shards])
+    chosen = shard_indices(cache, 0, 1, all_images, max_images)
+    keep = [np.isin(s.index, chosen) for s in shards]
+    index = np.concatenate([s.index[k] for s, k in zip(shards, keep, strict=True)])
+    if not len(index):
+        which = "image" if all_images else "positive image"
+        raise InputError(
+            f"{shard_paths[0]}: the shards hold no map of a {which} to score"
+            + (f" among the {max_images} chosen by --max-images" if max_images else "")
+        )
     scores = score_maps(
         model,
         cache.images[index],
-        np.concatenate([s.maps for s in shards]),
-        np.concatenate([s.target for s in shards]),
+        np.concatenate([s.maps[k] for s, k in zip(shards, keep, strict=True)]),
+        np.concatenate([s.target[k] for s, k in zip(shards, keep, strict=True)]),
         keys=index,
         **params,
     )
-    names = [name for s in shards for name in s.image_name]
+    names = [cache.image_name[i] for i in index]
     frame = pd.concat(
         [pd.DataFrame({"image_name": names, "label": cache.label[index].astype(int)}), scores],
         axis=1,

@@ -72,7 +72,8 @@ def shard_indices(
 ) -> np.ndarray:
     """Cache rows of one shard: the positive images (or all), split into ``n_shards``
     contiguous, near-equal blocks in cache order. ``max_images`` keeps a fixed random subset
-    of that many (seeded, so every method with the same cap explains the same images)."""
+    of that many: the first of one seeded permutation, so every method with the same cap
+    explains the same images, and a smaller cap's images are among a larger cap's."""
     if n_shards < 1 or not 0 <= shard < n_shards:
         raise InputError(
             f"--shard {shard} is out of range for --n-shards {n_shards} "
@@ -82,7 +83,8 @@ def shard_indices(
         raise InputError(f"--max-images {max_images} must be at least 1")
     rows = np.arange(len(cache)) if all_images else np.flatnonzero(cache.label == 1)
     if max_images is not None and len(rows) > max_images:
-        rows = np.sort(np.random.default_rng(0).choice(rows, max_images, replace=False))
+        order = np.random.default_rng(0).permutation(len(rows))
+        rows = np.sort(rows[order[:max_images]])
     return np.array_split(rows, n_shards)[shard]
 
 
