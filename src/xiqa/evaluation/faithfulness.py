@@ -803,31 +803,39 @@ def faithfulness_figure(
 ) -> None:
     """faithfulness.{png,pdf}: a row per split, a panel per curve type (deletion, insertion,
     ROAD MoRF, ROAD LeRF), the mean curve of each method; chance maps dashed."""
-    from xiqa.evaluation.figures import _method_colours, _save, plt
+    from xiqa.evaluation.figures import _method_colours, _method_line_styles, _save, plt
 
     curves = ("deletion", "insertion", "road_morf", "road_lerf")
     titles = ("deletion", "insertion", "ROAD MoRF", "ROAD LeRF")
-    colours = _method_colours(list(methods))
+    colours, styles = _method_colours(list(methods)), _method_line_styles(list(methods))
+    chance_names = [f"{kind}-map" for kind in CHANCE_MAPS]
+    colours.update(dict.fromkeys(chance_names, "black"))
+    styles.update(zip(chance_names, ("--", ":"), strict=True))
     figure, axes = plt.subplots(
         len(splits), len(curves), squeeze=False, figsize=(14, 3.2 * len(splits) + 0.6)
     )
     for row_axes, split in zip(axes, splits, strict=True):
         for ax, curve, title in zip(row_axes, curves, titles, strict=True):
-            lines = [(m, scores[m, split], colours[m], "-") for m in methods]
-            lines += [
-                (f"{kind}-map", chance[f"{kind}-map", split], "grey", ("--", ":")[k])
-                for k, kind in enumerate(CHANCE_MAPS)
-                if (f"{kind}-map", split) in chance
-            ]
-            for name, frame, colour, style in lines:
+            lines = [(m, scores[m, split]) for m in methods]
+            lines += [(m, chance[m, split]) for m in chance_names if (m, split) in chance]
+            for name, frame in lines:
                 x, values = curves_of(frame, curve)
                 if len(values):
-                    ax.plot(x, values.mean(0), color=colour, linestyle=style, label=name, lw=1.2)
+                    ax.plot(
+                        x,
+                        values.mean(0),
+                        color=colours[name],
+                        linestyle=styles[name],
+                        label=name,
+                        lw=1.6 if name in chance_names else 1.1,
+                    )
             ax.set_title(f"{split}: {title}", fontsize=9)
-            ax.set_xlabel("fraction of pixels" if curve in curves[:2] else "% removed")
             ax.set_ylim(0, 1.02)
         row_axes[0].set_ylabel("mean P(target)")
+    for ax, curve in zip(axes[-1], curves, strict=True):
+        ax.set_xlabel("fraction of pixels" if curve in curves[:2] else "% removed")
     axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    figure.tight_layout()
     _save(figure, folder, "faithfulness")
 
 
