@@ -135,6 +135,20 @@ def test_demo_workflow_trains_and_predicts(workdir):
     assert "froc.png" in html and "localisation_by_size.png" in html
     assert "faithfulness.png" in html
 
+    # New faithfulness settings rerun the faithfulness jobs and their table, nothing else.
+    (workdir / "steps.yaml").write_text("faithfulness: {max_images: 16, n_steps: 10}\n")
+    changed = run_snakemake(workdir, "--configfile", "tiny.yaml", "steps.yaml", "--dry-run",
+                            "--quiet", "rules", cores=2)  # fmt: skip
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", changed.stdout + changed.stderr, re.M))
+    assert counts == {
+        "faithfulness": str(2 * len(METHODS)),
+        "faithfulness_chance": "2",
+        "faithfulness_table": "1",
+        "all": "1",
+        "total": str(2 * len(METHODS) + 4),
+    }, changed.stdout
+
     # A new method schedules only its own jobs (saliency, pointing, localisation, FROC and
     # faithfulness per split, its sanity test) and the tables that include it.
     with open(workdir / "tiny.yaml", "a") as f:
