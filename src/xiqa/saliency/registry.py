@@ -246,7 +246,7 @@ class Family:
         self, method: str, model: nn.Module, params: dict[str, Any], size: int = 64
     ) -> None:
         """Every layer the resolved ``params`` name gives a feature map (N, C, h, w) once per
-        forward pass of a ``size`` × ``size`` input: one pass, free on the meta device."""
+        forward pass of a ``size`` × ``size`` input: a pass per layer, free on the meta device."""
         for name, layer in self.layer_names(params):
             device = next(model.parameters()).device
             try:
