@@ -129,7 +129,8 @@ def check_paths(config: dict[str, Any]) -> None:
 
 def check_methods(methods: dict[str, dict[str, Any]], arch: str) -> None:
     """Each method entry resolves to a family, with parameters it takes, values they accept and
-    layers ``arch`` has; a bad value's error names its key (``methods.<name>.<parameter>``)."""
+    layers ``arch`` has (aliases resolved), each giving a feature map (N, C, h, w); a bad
+    value's error names its key (``methods.<name>.<parameter>``)."""
     import torch
 
     from xiqa.model.network import build_model
@@ -141,11 +142,12 @@ def check_methods(methods: dict[str, dict[str, Any]], arch: str) -> None:
         try:
             entry = {k: v for k, v in entry.items() if k not in WORKFLOW_METHOD_KEYS}
             family, params = resolve_method(method, entry)
-            if FAMILIES[family].layer_names(params):
+            if FAMILIES[family].takes_layers:
                 if model is None:
                     with torch.device("meta"):  # the module tree only, no weights
                         model = build_model(arch)
-                FAMILIES[family].check_layers(method, model, params)
+                params = FAMILIES[family].resolve_layers(method, model, params)
+                FAMILIES[family].check_feature_maps(method, model, params)
         except ParameterError as exc:
             raise InputError(f"config key methods.{method}.{exc.parameter}: {exc.reason}") from None
         except InputError as exc:

@@ -31,7 +31,7 @@ from xiqa.evaluation.pointing import peak
 from xiqa.evaluation.shards import sha256_file
 from xiqa.io import progress_bar, staged_outputs
 from xiqa.model.network import load_model, resolve_device, to_model_input, use_full_fp32
-from xiqa.saliency import explain_with_logits, resolve_method
+from xiqa.saliency import FAMILIES, explain_with_logits, resolve_method
 
 FOREIGN_OBJECT = 1  # the class explained: "foreign object present"
 RECORD_FORMAT = "xiqa-explanation/1"
@@ -222,6 +222,7 @@ def run_explain(
     dev = resolve_device(device)
     use_full_fp32(dev)
     model, meta = load_model(model_path, dev)
+    resolved = FAMILIES[family].resolve_layers(method, model, resolved)  # aliases → modules
     size = int(meta["image_size"])
     provenance = {
         "method": method,

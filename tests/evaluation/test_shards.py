@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -114,6 +116,19 @@ def test_shard_holds_the_maps_explain_gives(model_file, tiny_caches, tmp_path):
         with h5py.File(out) as h5:
             assert h5["maps"].dtype == dtype and h5["maps"].chunks == (1, 32, 32)
             assert h5["maps"].compression == "gzip"
+
+
+def test_a_shard_records_the_layers_it_probed_by_module_name(model_file, tiny_caches, tmp_path):
+    """Aliases, and a layer left at its default, are written as the modules they resolved to."""
+    combined = ["layer2.0", "layer3.0", "layer4.0", "layer4.1"]
+    for params, recorded in (
+        ({"family": "normgrad", "layers": ["combined"]}, {"layers": combined}),
+        ({"family": "gradcam"}, {"layer": "layer4.1"}),
+        ({"family": "gradcam", "layer": "last"}, {"layer": "layer4.1"}),
+    ):
+        out = tmp_path / "a.h5"
+        run_saliency(model_file, tiny_caches["val"], "m", 0, 1, out, params=params, device="cpu")
+        assert json.loads(read_shard(out).attrs["params"]) == {**params, **recorded}
 
 
 def test_predicted_targets_and_all_images(model_file, tiny_caches, tmp_path):

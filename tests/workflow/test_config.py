@@ -123,3 +123,38 @@ def test_the_faithfulness_section_holds_exactly_the_commands_parameters():
     config = {}
     check_schema(config, SCHEMA)
     assert config["faithfulness"] == {"enabled": True}
+
+
+@pytest.mark.parametrize(
+    ("path", "arch", "last"),
+    [
+        ("config.yaml", "resnet18", "layer4.1"),
+        (REPO / "config" / "paper.yaml", "resnet34", "layer4.2"),
+    ],
+)
+def test_the_configs_aliases_resolve_to_the_layers_they_named_before(path, arch, last):
+    """Each method entry's layers by alias resolve, for the config's architecture, to the
+    modules the config named before it used aliases: results do not change."""
+    import torch
+
+    from xiqa.model.network import build_model
+    from xiqa.saliency import FAMILIES, resolve_method
+
+    config = yaml.safe_load((REPO / path).read_text())
+    assert config["train"]["arch"] == arch
+    with torch.device("meta"):
+        model = build_model(arch)
+    before = {
+        "layer": last,
+        "single": [last],
+        "combined": ["layer2.0", "layer3.0", "layer4.0", last],
+    }
+    for name, entry in config["methods"].items():
+        family, params = resolve_method(name, {k: v for k, v in entry.items() if k != "max_images"})
+        if not FAMILIES[family].takes_layers:
+            continue
+        given = entry.get("layer", entry.get("layers"))
+        assert given in ("last", ["last"], ["combined"]), name  # aliases only
+        resolved = FAMILIES[family].resolve_layers(name, model, params)
+        kind = "layer" if "layer" in resolved else name.rsplit("-", 1)[1]
+        assert resolved.get("layer", resolved.get("layers")) == before[kind], name

@@ -78,8 +78,8 @@ def run_audit(
     dev = resolve_device(device)
     use_full_fp32(dev)
     model, cache = load_model_and_cache(model_path, images_path, dev)
-    for name, (family, params) in checked.items():
-        FAMILIES[family].check_layers(f"{method}/{name}", model, params)
+    for name, (family, params) in checked.items():  # aliases resolved, layers checked
+        checked[name] = family, FAMILIES[family].resolve_layers(f"{method}/{name}", model, params)
     # The images run_pointing counts: the positives with a box pixel, in cache order.
     rows = [
         int(i)

@@ -51,6 +51,7 @@ from xiqa.io import numeric_columns, progress_bar, read_csv, staged_outputs, wri
 from xiqa.model.network import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    classifier_head,
     resolve_device,
     to_model_input,
     use_full_fp32,
@@ -513,8 +514,7 @@ def read_method_shards(
 
 
 def _n_classes(model: torch.nn.Module) -> int:
-    head = model.fc if hasattr(model, "fc") else model.classifier
-    return int(head.out_features)
+    return int(classifier_head(model).out_features)
 
 
 def _parameters(scoring: dict[str, Any]) -> dict[str, Any]:

@@ -5,8 +5,8 @@ Datasets: ``maps`` (N, S, S) float16 or float32, one chunk per map, compressed; 
 float32, the model's P(foreign object). float16 maps are stored divided by their largest
 absolute value (``scale`` (N,) float32 holds it), so every map keeps float16's full relative
 precision near its peak; :func:`read_maps` returns raw values. Attributes: ``format``,
-``method``, ``params`` (JSON), ``checkpoint_sha256``, ``input_size``, ``xiqa_version``,
-``target_policy``, ``shard``, ``n_shards``, ``images_digest``.
+``method``, ``params`` (JSON; its layers by module name, aliases resolved), ``checkpoint_sha256``,
+``input_size``, ``xiqa_version``, ``target_policy``, ``shard``, ``n_shards``, ``images_digest``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from xiqa.errors import InputError
 from xiqa.io import atomic_output, open_hdf5, progress_bar
 from xiqa.model.network import resolve_device, to_model_input, use_full_fp32
 from xiqa.model.predict import load_model_and_cache
-from xiqa.saliency import explain_with_logits, resolve_method
+from xiqa.saliency import FAMILIES, explain_with_logits, resolve_method
 
 SHARD_FORMAT = "xiqa-saliency-shard/1"
 _STRING = h5py.string_dtype("utf-8")
@@ -171,6 +171,8 @@ def run_saliency(
     dev = resolve_device(device)
     use_full_fp32(dev)
     model, cache = load_model_and_cache(model_path, images_path, dev)
+    # The layers by module name (aliases resolved): the params attribute says what was probed.
+    resolved = FAMILIES[family].resolve_layers(method, model, resolved)
     rows = shard_indices(cache, shard, n_shards, all_images, max_images)
     attrs = {
         "method": method,

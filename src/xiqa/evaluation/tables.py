@@ -140,11 +140,12 @@ def describe(entry: dict[str, Any]) -> tuple[str, str, str]:
     """(method, layer type, heat-map) columns of Table 2 for a config entry."""
     family = entry["family"]
     if family == "normgrad":
-        layers = entry.get("layers", ["layer4.2"])
+        # One layer is "single"; several, or the alias of the combined set, "combined".
+        layers = entry.get("layers", FAMILIES[family].defaults["layers"])
         return (
             "NormGrad",
             entry.get("virtual_layer", "conv1x1"),
-            "single" if len(layers) == 1 else "combined",
+            "single" if len(layers) == 1 and layers[0] != "combined" else "combined",
         )
     return (FAMILIES[family].label if family in FAMILIES else family), "–", "–"
 

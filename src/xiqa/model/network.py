@@ -1,5 +1,6 @@
-"""The classifier: a torchvision ResNet or DenseNet with a two-way head, its input transform, and
-checkpoints that load with ``torch.load(..., weights_only=True)``."""
+"""The classifier: a torchvision ResNet, DenseNet or EfficientNet with a two-way head, its input
+transform, the layer aliases a method entry may name instead of modules, and checkpoints that
+load with ``torch.load(..., weights_only=True)``."""
 
 from __future__ import annotations
 
@@ -21,20 +22,70 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def architectures() -> list[str]:
-    """The torchvision classification models xiqa can use: ResNets (incl. ResNeXt, wide) and
-    DenseNets."""
+    """The torchvision classification models xiqa can use: ResNets (incl. ResNeXt, wide),
+    DenseNets and EfficientNets (B0-B7, V2)."""
     return [
         name
         for name in torchvision.models.list_models(module=torchvision.models)
-        if name.startswith(("resnet", "resnext", "wide_resnet", "densenet"))
+        if name.startswith(("resnet", "resnext", "wide_resnet", "densenet", "efficientnet"))
     ]
 
 
+def classifier_head(model: nn.Module) -> nn.Linear:
+    """The final linear layer: ResNet's ``fc``, DenseNet's ``classifier``, the last module of
+    EfficientNet's ``classifier`` (Dropout, Linear)."""
+    head = model.fc if hasattr(model, "fc") else model.classifier
+    return head[-1] if isinstance(head, nn.Sequential) else head
+
+
 def _replace_head(model: nn.Module, classes: int) -> None:
+    head = nn.Linear(classifier_head(model).in_features, classes)
     if hasattr(model, "fc"):
-        model.fc = nn.Linear(model.fc.in_features, classes)
+        model.fc = head
+    elif isinstance(model.classifier, nn.Sequential):  # EfficientNet: keep its Dropout
+        model.classifier[-1] = head
     else:
-        model.classifier = nn.Linear(model.classifier.in_features, classes)
+        model.classifier = head
+
+
+# Layer aliases: names a method's layer parameters may use instead of module names, resolved
+# per architecture by :func:`layer_aliases` (docs/protocol.md §3). torchvision has no module
+# called either, so an alias never hides a module.
+LAYER_ALIASES = ("last", "combined")
+
+
+def layer_aliases(model: nn.Module) -> dict[str, list[str]]:
+    """What each of :data:`LAYER_ALIASES` names in ``model``: ``last``, the module whose output
+    is the last spatial feature map before the head's pooling (the layer a CAM uses), and
+    ``combined``, the paper's combined NormGrad set: the first block at each of the output
+    strides 8, 16 and 32 (a ResNet's layer2.0, layer3.0, layer4.0), then ``last``. The rule is
+    chosen by the model's torchvision class, so it holds for every depth and width; another
+    model has no aliases (an InputError)."""
+    models = torchvision.models
+    if isinstance(model, models.ResNet):
+        # A stage's first block strides by 2; layer4's last block feeds the pooling.
+        last = f"layer4.{len(model.layer4) - 1}"
+        firsts = ["layer2.0", "layer3.0", "layer4.0"]
+    elif isinstance(model, models.DenseNet):
+        # features ends denseblock4, norm5; the head applies ReLU and pooling to norm5's output.
+        # norm5 rather than denseblock4: the head (and so a CAM's weights) sees the channels
+        # after that batch norm's per-channel scale. Dense blocks 2-4 start at strides 8, 16,
+        # 32 (after transitions 1-3); their first dense layer is the first block there.
+        last = "features.norm5"
+        firsts = [f"features.denseblock{k}.denselayer1" for k in (2, 3, 4)]
+    elif isinstance(model, models.EfficientNet):
+        # features: the stem (stride 2), the MBConv stages, then a 1x1 conv (+BN, SiLU) whose
+        # output the head pools. In every torchvision EfficientNet (B0-B7, V2 S/M/L) stages 3,
+        # 4 and 6 are the ones reaching strides 8, 16 and 32 (stages 5 and 7, where present,
+        # keep the stride), so their first blocks are features.3.0, features.4.0, features.6.0.
+        last = f"features.{len(model.features) - 1}"
+        firsts = ["features.3.0", "features.4.0", "features.6.0"]
+    else:
+        raise InputError(
+            f"no layer aliases ({', '.join(LAYER_ALIASES)}) for a {type(model).__name__}: they "
+            "exist for torchvision's ResNets, DenseNets and EfficientNets; name the layers"
+        )
+    return {"last": [last], "combined": [*firsts, last]}
 
 
 def imagenet_weights_path(arch: str) -> Path:

@@ -36,7 +36,7 @@ def _option(
 class TrainConfig:
     """The recipe. Defaults are the paper's (docs/protocol.md §2) but for epochs and batch size."""
 
-    arch: str = _option("resnet34", "torchvision ResNet or DenseNet name.")
+    arch: str = _option("resnet34", "torchvision ResNet, DenseNet or EfficientNet name.")
     epochs: int = _option(5, min=1)
     batch_size: int = _option(32, min=1)
     lr: float = _option(0.01, min=0, min_open=True)

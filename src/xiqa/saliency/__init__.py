@@ -39,7 +39,9 @@ from xiqa.saliency import cam, gradient, normgrad, path, perturbation  # noqa: F
 from xiqa.saliency.maps import DEFAULT_LAYER
 from xiqa.saliency.registry import FAMILIES
 
-COMBINED_LAYERS = ["layer2.0", "layer3.0", "layer4.0", "layer4.2"]
+# The paper's combined NormGrad set, as an alias resolved per architecture (for its ResNet-34:
+# layer2.0, layer3.0, layer4.0, layer4.2), so the presets work on every architecture.
+COMBINED_LAYERS = ["combined"]
 PRESETS: dict[str, dict[str, Any]] = {
     **{
         f"normgrad-{virtual}-{kind}": {
@@ -131,10 +133,14 @@ def explain_with_logits(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Like :func:`explain`, also returning the logits of the pass that made the maps."""
     family, params = resolve_method(method, params)
+    params = FAMILIES[family].resolve_layers(method, model, params)
     targets = torch.as_tensor(targets, device=images.device).long().view(-1)
     if len(targets) != len(images):
         raise InputError(f"{len(targets)} targets for {len(images)} images")
-    maps, logits = FAMILIES[family].function(model, images, targets, **params)
+    try:
+        maps, logits = FAMILIES[family].function(model, images, targets, **params)
+    except InputError as exc:
+        raise InputError(f"method {method!r}: {exc}") from None
     return maps.float(), logits
 
 

@@ -7,8 +7,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# The last residual block of a ResNet: the layer the paper's single-layer maps are taken at.
-DEFAULT_LAYER = "layer4.2"
+# The layer the paper's single-layer maps are taken at: the alias of the last block (a ResNet's
+# last residual block, layer4.2 in the paper's ResNet-34), resolved per architecture by
+# xiqa.model.network.layer_aliases.
+DEFAULT_LAYER = "last"
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

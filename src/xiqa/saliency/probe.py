@@ -81,6 +81,12 @@ def _capture(captured: dict[str, torch.Tensor], name: str, start_graph: bool):
                 f"layer {name!r} runs more than once per forward pass (a "
                 "shared module such as a block's ReLU); probe its block"
             )
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
+            raise InputError(
+                f"layer {name!r} gives {shape}, not a feature map (N, C, h, w) that a layer's "
+                "map (NormGrad's virtual layers, the CAMs) can be taken at"
+            )
         if start_graph and not captured:
             output = output.detach().requires_grad_(True)  # the graph starts here
         captured[name] = output

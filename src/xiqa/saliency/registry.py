@@ -5,7 +5,8 @@ group it by, and what each of its parameters accepts. Both the accepted values a
 live only in the function's signature: each keyword parameter is annotated
 ``Annotated[type, Param]`` (e.g. ``n_masks: Count = 4000``), and the entry reads them from there.
 Values are checked against the entry when a method is resolved, before any pass; layer names,
-which need the model, by :meth:`Family.check_layers`.
+which need the model, by :meth:`Family.resolve_layers`, which also replaces the layer aliases
+(``last``, ``combined``: :func:`xiqa.model.network.layer_aliases`) by the modules they name.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import torch
 from torch import nn
 
 from xiqa.errors import InputError
-from xiqa.saliency.probe import named_module
+from xiqa.model.network import LAYER_ALIASES, layer_aliases
+from xiqa.saliency.probe import forward, named_module
 
 # (model, images, targets, **params) -> (maps (N, H, W), logits)
 FamilyFunction = Callable[..., tuple[torch.Tensor, torch.Tensor]]
@@ -103,9 +105,20 @@ class Choice(Param):
         return f"unknown {family.label} {name} {value!r}; choose {self.requirement}"
 
 
+class LayerParam(Param):
+    """A parameter naming model layers: module names or :data:`LAYER_ALIASES`."""
+
+    several: bool  # a list of layers, not one
+
+    def resolved(self, value: Any, names: list[str]) -> Any:
+        """``value`` with its layers replaced by the concrete ``names`` they resolve to."""
+        return type(value)(names) if self.several else names[0]
+
+
 @dataclass(frozen=True)
-class LayerName(Param):
-    requirement = "a layer name such as 'layer4.2'"
+class LayerName(LayerParam):
+    requirement = "a layer name such as 'layer4.2' or 'last'"
+    several = False
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, str) and bool(value)
@@ -115,8 +128,9 @@ class LayerName(Param):
 
 
 @dataclass(frozen=True)
-class LayerNames(Param):
+class LayerNames(LayerParam):
     requirement = "a non-empty list of layer names"
+    several = True
 
     def accepts(self, value: Any) -> bool:
         return (
@@ -184,13 +198,61 @@ class Family:
             for layer in self.params[name].layer_names(value)
         ]
 
-    def check_layers(self, method: str, model: nn.Module, params: dict[str, Any]) -> None:
-        """Every layer the checked ``params`` name is a module of ``model``."""
-        for name, layer in self.layer_names(params):
+    @property
+    def takes_layers(self) -> bool:
+        return any(isinstance(spec, LayerParam) for spec in self.params.values())
+
+    def resolve_layers(
+        self, method: str, model: nn.Module, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The checked ``params`` with every layer parameter, given or by its default, in
+        module names of ``model``: each alias replaced by the modules it names there, each name
+        a module of the model (concrete names stay as they are)."""
+        resolved = dict(params)
+        for name, spec in self.params.items():
+            if not isinstance(spec, LayerParam):
+                continue
+            value = params.get(name, self.defaults[name])
+            try:
+                names = self._module_names(model, spec.layer_names(value), spec.several)
+            except InputError as exc:
+                raise ParameterError(method, name, str(exc)) from None
+            resolved[name] = spec.resolved(value, names)
+        return resolved
+
+    @staticmethod
+    def _module_names(model: nn.Module, layers: list[str], several: bool) -> list[str]:
+        names = []
+        for layer in layers:
+            if layer in LAYER_ALIASES:
+                names += layer_aliases(model)[layer]
+                continue
             try:
                 named_module(model, layer)
             except InputError as exc:
-                raise ParameterError(method, name, str(exc)) from None
+                raise InputError(f"{exc}; or an alias: {', '.join(LAYER_ALIASES)}") from None
+            names.append(layer)
+        if not several and len(names) != 1:
+            raise InputError(
+                f"{layers[0]!r} names {len(names)} layers ({', '.join(names)}): "
+                "this parameter takes one"
+            )
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise InputError(f"layer {twice[0]!r} is named more than once ({', '.join(layers)})")
+        return names
+
+    def check_feature_maps(
+        self, method: str, model: nn.Module, params: dict[str, Any], size: int = 64
+    ) -> None:
+        """Every layer the resolved ``params`` name gives a feature map (N, C, h, w) once per
+        forward pass of a ``size`` × ``size`` input: a pass per layer, free on the meta device."""
+        for name, layer in self.layer_names(params):
+            device = next(model.parameters()).device
+            try:
+                forward(model, torch.empty(1, 3, size, size, device=device), [layer])
+            except InputError as exc:
+                raise ParameterError(method, name, f"{self.label}: {exc}") from None
 
 
 FAMILIES: dict[str, Family] = {}
