@@ -304,6 +304,13 @@ def test_pointing_table_statistics(tmp_path):
     assert gc["val_p_vs_best"] == pytest.approx(mcnemar_exact(2, 7))
     assert ng["val_tied_peaks"] == 0.1
     assert ng["val_paper"] == 0.876 and gc["test_paper"] == 0.656
+    # Aliases name the same setup on the paper's ResNet-34; another layer does not.
+    aliases = {
+        "normgrad-conv1x1-single": {**methods["normgrad-conv1x1-single"], "layers": ["last"]},
+        "gradcam": {"family": "gradcam", "layer": "layer4.1"},
+    }
+    ng_alias, gc_other = pointing_table(scores, aliases, ["val", "test"], paper=True)
+    assert ng_alias["val_paper"] == 0.876 and gc_other["test_paper"] == ""
     markdown = pointing_markdown(rows, ["val", "test"], 25)
     assert "| NormGrad | conv1x1 | single | 0.800 [0.490, 0.943] | best | 10% |" in markdown
     assert "paper val" in markdown

@@ -8,6 +8,7 @@ computed them), ``sanity/{method}.csv``, ``cache/{split}.h5`` and
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from xiqa.evaluation.sanity import read_sanity, summarise
 from xiqa.evaluation.stats import bootstrap_mean_ci, mcnemar_exact, wilson_interval
 from xiqa.io import atomic_output, numeric_columns, read_results_csv, staged_outputs, write_csv
 from xiqa.model.predict import read_classification_metrics, read_predictions
+from xiqa.model.recipe import TrainConfig
 from xiqa.saliency import FAMILIES, PRESETS
 
 # docs/protocol.md §5: the paper's Table 2 (tau = 25 at 600x600). Guided Grad-CAM's test value is
@@ -136,6 +138,30 @@ def method_columns(name: str, entry: dict[str, Any]) -> dict[str, str]:
     return {"name": name, "method": method, "layer_type": layer_type, "heatmap": heatmap}
 
 
+@functools.cache
+def _paper_model() -> Any:
+    import torch
+
+    from xiqa.model.network import build_model
+
+    with torch.device("meta"):  # the module tree only
+        return build_model(TrainConfig().arch)  # the recipe's defaults are the paper's
+
+
+def _paper_layers(entry: dict[str, Any]) -> dict[str, Any]:
+    """A method entry with its layers (given, aliases, or by default) as module names of the
+    paper's ResNet-34, so that `layer: last` and `layer: layer4.2` are the same setup; an entry
+    that does not resolve there stays as it is."""
+    family = FAMILIES.get(entry.get("family"))
+    if family is None or not family.takes_layers:
+        return entry
+    params = {k: v for k, v in entry.items() if k != "family"}
+    try:
+        return {"family": entry["family"], **family.resolve_layers("", _paper_model(), params)}
+    except InputError:
+        return entry
+
+
 def describe(entry: dict[str, Any]) -> tuple[str, str, str]:
     """(method, layer type, heat-map) columns of Table 2 for a config entry."""
     family = entry["family"]
@@ -177,7 +203,12 @@ def pointing_table(
                 p = mcnemar_exact(only_this, only_best)
             # The paper's numbers sit beside the paper's method and beside its midl2021 version.
             published = PAPER_TABLE.get(name.removeprefix("midl2021-"), (None, None))
-            same_setup = paper and PRESETS.get(name) == entry and split in ("val", "test")
+            same_setup = (
+                paper
+                and name in PRESETS
+                and _paper_layers(PRESETS[name]) == _paper_layers(entry)
+                and split in ("val", "test")
+            )
             paper_value = published[("val", "test").index(split)] if same_setup else None
             cells[name, split] = {
                 "accuracy": result.accuracy,
