@@ -10,7 +10,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A file given with --configfile is the whole config: config.yaml is then not read, so that
+# config/paper.yaml does not inherit the demo's methods and settings. Several files are merged in
+# order (`--configfile config.yaml more.yaml` changes a few keys of the demo).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 # The config is validated once, and its defaults filled in. With xiqa importable, the main process
@@ -35,13 +40,17 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/saliency.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/consistency.smk"
 
 
 rule all:
     default_target: True
     input:
-        rules.aggregate.output,
-        rules.audit_table.output if AUDITED else [],
-        rules.localisation_table.output if config["localisation"]["enabled"] else [],
-        rules.froc_table.output if FROC_METHODS else [],
-        rules.faithfulness_table.output if FAITHFULNESS else [],
+        each_model(rules.aggregate.output),
+        each_model(rules.audit_table.output) if AUDITED else [],
+        each_model(rules.localisation_table.output)
+        if config["localisation"]["enabled"]
+        else [],
+        each_model(rules.froc_table.output) if FROC_METHODS else [],
+        each_model(rules.faithfulness_table.output) if FAITHFULNESS else [],
+        rules.consistency.output if MULTI else [],

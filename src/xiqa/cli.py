@@ -26,6 +26,14 @@ def _required(*declarations: str, type: click.ParamType, help: str | None = None
     return click.option(*declarations, required=True, type=type, help=help)
 
 
+_caches_option = click.option(
+    "--caches",
+    type=_folder,
+    default=None,
+    help="The folder of the image caches {split}.h5 (default: the results folder's cache/).",
+)
+
+
 def _count(name: str, default: int, help: str | None = None, least: int = 1):
     """An integer option of at least ``least``, its default shown in --help."""
     return click.option(
@@ -415,8 +423,9 @@ def pointing(
     "--results",
     type=_folder,
     help="The workflow's results folder (pointing/, predictions/ with predict's --metrics JSONs, "
-    "sanity/, cache/, saliency/).",
+    "sanity/, saliency/; cache/ unless --caches), or one model's of several.",
 )
+@_caches_option
 @click.option(
     "--methods",
     "methods_json",
@@ -443,6 +452,7 @@ def aggregate(
     tau: float,
     paper: bool,
     curve_factors: str | None,
+    caches: Path | None,
 ) -> None:
     """Tables (pointing game with CIs and McNemar tests, pointing curve, energy-based pointing,
     randomisation test, classification AUC) and figures."""
@@ -457,7 +467,8 @@ def aggregate(
             raise InputError(f"--curve-factors {curve_factors!r}: not numbers") from None
 
     methods = _json_mapping("--methods", methods_json, "method")
-    run_aggregate(results, methods, [s for s in splits.split(",") if s], tau, paper, factors)
+    splits_ = [s for s in splits.split(",") if s]
+    run_aggregate(results, methods, splits_, tau, paper, factors, caches)
 
 
 def _json_mapping(option: str, value: str, what: str) -> dict:
@@ -679,17 +690,19 @@ def localisation_table(
 @_required(
     "--results",
     type=_folder,
-    help="The workflow's results folder (froc/{method}/{split}/ and cache/{split}.h5).",
+    help="The workflow's results folder (froc/{method}/{split}/; cache/{split}.h5 unless "
+    "--caches), or one model's of several.",
 )
+@_caches_option
 @click.option("--methods", required=True, help="Comma-separated method names, in table order.")
 @_splits_option
 @_count("--n-boot", 1000, help="Bootstrap resamples of the images.", least=0)
-def froc_table(results: Path, methods: str, splits: str, n_boot: int) -> None:
+def froc_table(results: Path, methods: str, splits: str, n_boot: int, caches: Path | None) -> None:
     """Table results/tables/froc.{csv,md,tex} and figure results/figures/froc.{png,pdf}."""
     from xiqa.evaluation.froc import write_froc_tables
 
     names = [m for m in methods.split(",") if m]
-    write_froc_tables(results, names, [s for s in splits.split(",") if s], n_boot)
+    write_froc_tables(results, names, [s for s in splits.split(",") if s], n_boot, caches)
 
 
 @main.command()
@@ -866,6 +879,52 @@ def faithfulness_table(results: Path, methods_value: str, splits: str) -> None:
 
     write_faithfulness_tables(
         results, methods_list(methods_value), [s for s in splits.split(",") if s]
+    )
+
+
+@main.command()
+@_required(
+    "--results",
+    type=_folder,
+    help="The workflow's results folder of a study of several models "
+    "(models/{model}/pointing/{method}/{split}.csv); writes its tables/ and figures/.",
+)
+@click.option(
+    "--models",
+    "models_json",
+    required=True,
+    help='Each model\'s architecture and methods as JSON, in order, e.g. \'{"r18-s0": {"arch": '
+    '"resnet18", "methods": ["gradcam"]}, ...}\'.',
+)
+@click.option(
+    "--methods",
+    "methods_json",
+    required=True,
+    help="The config's methods mapping as JSON (name -> entry), in table order.",
+)
+@_splits_option
+@click.option("--tau", required=True, type=float, help="Tolerance in model-input pixels.")
+@_count("--n-permutations", 10000, help="Permutations of the Kendall's W test.", least=0)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seeds the permutations.")
+def consistency(
+    results: Path,
+    models_json: str,
+    methods_json: str,
+    splits: str,
+    tau: float,
+    n_permutations: int,
+    seed: int,
+) -> None:
+    """Tables results/tables/consistency*.{csv,md,tex} and figure
+    results/figures/consistency.{png,pdf}: each method's pointing accuracy across the models
+    (repeatability over seeds, reproducibility over architectures), the agreement of the
+    methods' rankings (Kendall's W) and of two models' peaks per image."""
+    from xiqa.evaluation.consistency import parse_models, write_consistency
+
+    methods = _json_mapping("--methods", methods_json, "method")
+    splits_ = [s for s in splits.split(",") if s]
+    write_consistency(
+        results, parse_models(models_json), methods, splits_, tau, n_permutations, seed
     )
 
 

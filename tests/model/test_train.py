@@ -86,9 +86,14 @@ def test_recipe_bounds_are_checked():
 
 
 def test_the_schema_train_section_is_the_recipe():
-    """The workflow schema's train keys, types, defaults and bounds are TrainConfig's."""
+    """The workflow schema's recipe (the train section and each model's keys) has TrainConfig's
+    keys, types and bounds, and no defaults: those are TrainConfig's alone, so that a model's
+    recipe is its own keys over the train section's over TrainConfig's."""
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    section = schema["properties"]["train"]["properties"]
+    recipe = {"$ref": "#/$defs/recipe"}
+    assert schema["properties"]["train"]["$ref"] == recipe["$ref"]
+    assert schema["properties"]["models"]["additionalProperties"] == recipe
+    section = schema["$defs"]["recipe"]["properties"]
     fields = dataclasses.fields(TrainConfig)
     assert list(section) == [field.name for field in fields]
     json_type = {str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -96,7 +101,7 @@ def test_the_schema_train_section_is_the_recipe():
     for field in fields:
         entry, meta = section[field.name], field.metadata
         assert entry["type"] == json_type[hints[field.name]], field.name
-        assert entry["default"] == field.default, field.name
+        assert "default" not in entry, field.name
         bounds = {}
         if meta["min"] is not None:
             bounds["exclusiveMinimum" if meta["min_open"] else "minimum"] = meta["min"]

@@ -263,7 +263,8 @@ def test_killed_workflow_reruns_only_what_was_not_finished(tmp_path):
     copy_workflow(tmp_path, ("gradcam", "input-x-gradient"))
     (tmp_path / "tiny.yaml").write_text(TINY)
     results = tmp_path / "results"
-    proc = start_snakemake(tmp_path, "--configfile", "tiny.yaml")  # killpg takes the jobs too
+    # killpg takes the jobs too
+    proc = start_snakemake(tmp_path, "--configfile", "config.yaml", "tiny.yaml")
     deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline:
         if any((results / "saliency").rglob(".*.tmp")):  # a saliency job is writing its shard
@@ -284,6 +285,7 @@ def test_killed_workflow_reruns_only_what_was_not_finished(tmp_path):
     plan = run_snakemake(
         tmp_path,
         "--configfile",
+        "config.yaml",
         "tiny.yaml",
         "--rerun-incomplete",
         "--dry-run",
@@ -301,6 +303,7 @@ def test_killed_workflow_reruns_only_what_was_not_finished(tmp_path):
     rerun = run_snakemake(
         tmp_path,
         "--configfile",
+        "config.yaml",
         "tiny.yaml",
         "--rerun-incomplete",
         stderr=subprocess.STDOUT,

@@ -97,7 +97,8 @@ def test_a_dataset_path_with_shell_metacharacters_is_only_a_path(tmp_path):
         },
     )
     (workdir / "real.yaml").write_text(yaml.safe_dump({"dataset": str(dataset), "image_size": 32}))
-    result = run_snakemake(workdir, "results/cache/val.h5", "--configfile", "real.yaml")
+    config = ("--configfile", "config.yaml", "real.yaml")
+    result = run_snakemake(workdir, "results/cache/val.h5", *config)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (workdir / "results" / "cache" / "val.h5").is_file()
     assert not list(workdir.rglob("pwned*")) and not list(tmp_path.glob("pwned*"))

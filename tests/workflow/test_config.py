@@ -4,14 +4,16 @@ Snakemake's own validation would."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 
 import pytest
 import yaml
 from snakemake.utils import validate
 
-from xiqa.config import check_config, check_schema
+from xiqa.config import DEFAULT_MODEL, check_config, check_schema, model_methods, study_models
 from xiqa.errors import InputError
+from xiqa.model.recipe import TrainConfig
 
 from conftest import REPO
 
@@ -32,8 +34,53 @@ def test_a_partial_config_gets_every_other_default():
     check_config(config, SCHEMA)
     assert config["dataset"] == "synthetic" and config["methods"] == {}
     assert config["synthetic"] == {"n_train": 1200, "n_dev": 300, "n_test": 300, "seed": 0}
-    assert config["train"]["epochs"] == 3 and config["train"]["warmup_iters"] == 1000
+    assert config["train"] == {"epochs": 3}  # the recipe's defaults are TrainConfig's
     assert config["sanity"]["stages"] == "all" and config["splits"] == ["val", "test"]
+    (recipe,) = study_models(config).values()
+    assert recipe == {**dataclasses.asdict(TrainConfig()), "epochs": 3}
+
+
+def test_each_model_is_its_own_keys_over_the_train_section():
+    config = {
+        "train": {"epochs": 3, "lr": 0.02},
+        "models": {"a": {"arch": "resnet18", "seed": 1}, "b": {"arch": "resnet34", "lr": 0.1}},
+    }
+    check_config(config, SCHEMA)
+    models = study_models(config)
+    defaults = dataclasses.asdict(TrainConfig())
+    assert models["a"] == {**defaults, "epochs": 3, "lr": 0.02, "arch": "resnet18", "seed": 1}
+    assert models["b"] == {**defaults, "epochs": 3, "lr": 0.1, "arch": "resnet34"}
+    assert study_models({}) == {DEFAULT_MODEL: defaults}
+
+
+def test_each_method_runs_on_every_model_whose_layers_it_names():
+    methods = {
+        "gradcam": {"family": "gradcam", "layer": "last"},
+        "gradcam-l42": {"family": "gradcam", "layer": "layer4.2"},  # ResNet-34's last block
+        "ig": {"family": "integrated-gradients"},
+    }
+    models = {
+        "r18": {"arch": "resnet18"},
+        "r34": {"arch": "resnet34"},
+        "d": {"arch": "densenet121"},
+    }
+    config = {"methods": methods, "models": models}
+    check_config(config, SCHEMA)
+    assert model_methods(config) == {
+        "r18": ["gradcam", "ig"],
+        "r34": ["gradcam", "gradcam-l42", "ig"],
+        "d": ["gradcam", "ig"],
+    }
+    # One model: a layer it lacks is an error, as it always was.
+    single = {"methods": methods, "train": {"arch": "resnet18"}}
+    with pytest.raises(
+        InputError, match="config key methods.gradcam-l42.layer: unknown layer .layer4.2."
+    ):
+        check_config(single, SCHEMA)
+    # Several: a method that no model can name is an error (a typo is not dropped silently).
+    config = {"methods": {"x": {"family": "gradcam", "layer": "layer9.9"}}, "models": models}
+    with pytest.raises(InputError, match="config key methods.x.layer: unknown layer .layer9.9."):
+        check_config(config, SCHEMA)
 
 
 def test_the_audit_is_off_by_default_and_its_switch_is_checked():

@@ -44,6 +44,7 @@ def test_tiny_workflow_completes_through_sbatch(tmp_path):
             "--profile",
             PROFILE,
             "--configfile",
+            "config.yaml",
             "tiny.yaml",
             "--slurm-status-command",
             "squeue",

@@ -24,6 +24,7 @@ image_size: 32
 train: {epochs: 1, batch_size: 8}
 sanity: {n_images: 2, stages: all}
 """
+TINY_CONFIG = ("--configfile", "config.yaml", "tiny.yaml")  # the demo's, then tiny.yaml's keys
 METHODS = ("normgrad-conv1x1-single", "normgrad-conv1x1-combined", "gradcam")
 
 pytestmark = pytest.mark.slow  # every test runs Snakemake
@@ -38,7 +39,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def test_demo_workflow_trains_and_predicts(workdir):
-    result = run_snakemake(workdir, "--configfile", "tiny.yaml", cores=2)
+    result = run_snakemake(workdir, *TINY_CONFIG, cores=2)
     assert result.returncode == 0, result.stderr[-3000:]
     results = workdir / "results"
     sizes = {}
@@ -122,11 +123,17 @@ def test_demo_workflow_trains_and_predicts(workdir):
     assert [r["name"] for r in faithfulness] == [*METHODS, "random-map", "uniform-map"] * 2
     for name in ("froc", "localisation_by_size", "faithfulness"):
         assert (results / "figures" / f"{name}.png").stat().st_size > 1000
-    again = run_snakemake(workdir, "--configfile", "tiny.yaml", "--dry-run", cores=2)
+    again = run_snakemake(workdir, *TINY_CONFIG, "--dry-run", cores=2)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
     report = run_snakemake(
-        workdir, "--configfile", "tiny.yaml", "--report", "results/report.html", cores=2
+        workdir,
+        "--configfile",
+        "config.yaml",
+        "tiny.yaml",
+        "--report",
+        "results/report.html",
+        cores=2,
     )
     assert report.returncode == 0, report.stderr[-3000:]
     html = (results / "report.html").read_text(errors="replace")
@@ -137,7 +144,7 @@ def test_demo_workflow_trains_and_predicts(workdir):
 
     # New faithfulness settings rerun the faithfulness jobs and their table, nothing else.
     (workdir / "steps.yaml").write_text("faithfulness: {max_images: 16, n_steps: 10}\n")
-    changed = run_snakemake(workdir, "--configfile", "tiny.yaml", "steps.yaml", "--dry-run",
+    changed = run_snakemake(workdir, *TINY_CONFIG, "steps.yaml", "--dry-run",
                             "--quiet", "rules", cores=2)  # fmt: skip
     assert changed.returncode == 0, changed.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", changed.stdout + changed.stderr, re.M))
@@ -154,7 +161,14 @@ def test_demo_workflow_trains_and_predicts(workdir):
     with open(workdir / "tiny.yaml", "a") as f:
         f.write("methods:\n  input-x-gradient: {family: input-x-gradient}\n")
     added = run_snakemake(
-        workdir, "--configfile", "tiny.yaml", "--dry-run", "--quiet", "rules", cores=2
+        workdir,
+        "--configfile",
+        "config.yaml",
+        "tiny.yaml",
+        "--dry-run",
+        "--quiet",
+        "rules",
+        cores=2,
     )
     assert added.returncode == 0, added.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", added.stdout + added.stderr, re.M))
@@ -174,7 +188,9 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
 def test_real_dataset_path_is_split_in_place(workdir, synthetic_root):
     (workdir / "real.yaml").write_text(f"dataset: {synthetic_root}\nimage_size: 32\n")
-    result = run_snakemake(workdir, "--configfile", "real.yaml", "--dry-run", cores=2)
+    result = run_snakemake(
+        workdir, "--configfile", "config.yaml", "real.yaml", "--dry-run", cores=2
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     assert "rule split" in out and "rule synth" not in out
@@ -191,30 +207,119 @@ def test_workflow_is_lint_clean_and_formatted():
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_paper_config_builds_its_dag(tmp_path, synthetic_root):
-    """The paper's setup (twelve methods, 8 shards per split) as a dry run."""
-    import time
+def _job_counts(result: subprocess.CompletedProcess) -> dict[str, str]:
+    """Rule -> job count of a ``--dry-run --quiet rules`` run."""
+    return dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.M))
 
-    start = time.perf_counter()
-    result = run_snakemake(
-        REPO,
-        "--dry-run",
-        "--quiet",
-        "rules",
-        "--configfile",
-        REPO / "config" / "paper.yaml",
-        "--config",
-        f"dataset={synthetic_root}",
-        "--directory",
-        tmp_path,
-        "--snakefile",
-        REPO / "Snakefile",
-        cores=8,
-        timeout=300,
-    )
-    seconds = time.perf_counter() - start
+
+def test_paper_config_builds_its_dag(tmp_path, synthetic_root):
+    """The paper's setup (twelve methods, 8 shards per split) as a dry run, in a copy of the
+    workflow beside the demo's config.yaml: a --configfile is the whole config, so the paper's
+    study inherits none of the demo's ten further methods or its settings; then the same with
+    three seeds of two architectures (docs: benchmarks/bench_dag.py times it)."""
+    demo = yaml.safe_load((REPO / "config.yaml").read_text())
+    copy_workflow(tmp_path, tuple(demo["methods"]))
+    args = ("--dry-run", "--quiet", "rules", "--configfile", "config/paper.yaml")
+    dataset = ("--config", f"dataset={synthetic_root}")
+    result = run_snakemake(tmp_path, *args, *dataset, cores=8, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.M))
+    counts = _job_counts(result)
     assert counts["saliency"] == str(12 * 2 * 8) and counts["pointing"] == str(12 * 2)
     assert counts["train"] == "1" and counts["prepare"] == "3" and "synth" not in counts
-    print(f"paper DAG: {counts['total']} jobs in {seconds:.1f} s")
+    assert counts["sanity"] == "12" and "consistency" not in counts
+
+    models = {f"{arch}-s{seed}": {"arch": arch, "seed": seed}
+              for arch in ("resnet34", "efficientnet_b0") for seed in range(3)}  # fmt: skip
+    (tmp_path / "models.yaml").write_text(yaml.safe_dump({"models": models}))
+    result = run_snakemake(tmp_path, *args, "models.yaml", *dataset, cores=8, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = _job_counts(result)
+    assert counts["train"] == "6" and counts["saliency"] == str(6 * 12 * 2 * 8)
+    assert counts["prepare"] == "3" and counts["consistency"] == "1"
+
+
+MULTI = """
+n_shards: 1
+audit: {enabled: false}
+localisation: {enabled: false}
+froc: {methods: []}
+faithfulness: {enabled: false}
+models:  # last: the test appends a model
+  r18-s0: {arch: resnet18, seed: 0}
+  r18-s1: {arch: resnet18, seed: 1}
+  dn: {arch: densenet121, seed: 0}
+"""
+
+
+def test_a_study_of_several_models(tmp_path):
+    """Three models (two seeds of ResNet-18, a DenseNet-121), two methods: every model's study
+    under results/models/{model}/, the shared caches, the consistency tables; adding a model
+    or a method schedules only its jobs."""
+    copy_workflow(tmp_path, ("gradcam", "input-x-gradient"))
+    (tmp_path / "tiny.yaml").write_text(TINY + MULTI)
+    config = TINY_CONFIG
+    result = run_snakemake(tmp_path, *config, cores=2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = tmp_path / "results"
+    assert not (results / "model").exists() and not (results / "pointing").exists()
+    accuracy = {}
+    for model, arch in (("r18-s0", "resnet18"), ("r18-s1", "resnet18"), ("dn", "densenet121")):
+        root = results / "models" / model
+        checkpoint = torch.load(root / "model" / "model.pt", weights_only=True)
+        assert checkpoint["arch"] == arch and checkpoint["image_size"] == 32
+        game = {r["name"]: r for r in _csv(root / "tables" / "pointing_game.csv")}
+        assert list(game) == ["gradcam", "input-x-gradient"]
+        for name, row in game.items():
+            accuracy[model, name] = row
+        assert (root / "figures" / "pointing_accuracy.png").stat().st_size > 1000
+    weights = [
+        torch.load(results / "models" / m / "model" / "model.pt", weights_only=True)["state_dict"]
+        for m in ("r18-s0", "r18-s1")
+    ]
+    assert not torch.equal(weights[0]["fc.weight"], weights[1]["fc.weight"])  # two seeds
+    rows = _csv(results / "tables" / "consistency.csv")
+    assert [(r["name"], r["split"]) for r in rows] == [
+        (m, s) for s in ("val", "test") for m in ("gradcam", "input-x-gradient")
+    ]
+    for row in rows:  # each model's accuracy is its own pointing table's
+        for model in ("r18-s0", "r18-s1", "dn"):
+            mine = float(row[f"acc_{model}"])
+            theirs = float(accuracy[model, row["name"]][f"{row['split']}_accuracy"])
+            assert mine == pytest.approx(theirs, abs=1e-12), (model, row)
+    ranking = _csv(results / "tables" / "consistency_ranking.csv")
+    assert [(r["split"], r["models"]) for r in ranking] == [
+        (s, g) for s in ("val", "test") for g in ("all", "resnet18")
+    ]
+    peaks = _csv(results / "tables" / "consistency_peaks.csv")
+    assert {(r["model_a"], r["model_b"]) for r in peaks} == {("r18-s0", "r18-s1")}
+    assert (results / "figures" / "consistency.png").stat().st_size > 1000
+    again = run_snakemake(tmp_path, *config, "--dry-run", cores=2)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    report = run_snakemake(tmp_path, *config, "--report", "results/report.html", cores=2)
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (results / "report.html").read_text(errors="replace")
+    assert "consistency.png" in html and "r18-s1" in html
+
+    # A new model: its own train, predict, saliency, pointing, sanity and tables, and the
+    # consistency table; nothing of the other models, and the data is shared.
+    with open(tmp_path / "tiny.yaml", "a") as f:
+        f.write("  r18-s2: {arch: resnet18, seed: 2}\n")
+    added = run_snakemake(tmp_path, *config, "--dry-run", "--quiet", "rules", cores=2)
+    assert added.returncode == 0, added.stderr[-3000:]
+    expected = {"train": 1, "predict": 2, "saliency": 4, "pointing": 4, "sanity": 2}
+    expected.update(aggregate=1, consistency=1, all=1)
+    expected["total"] = sum(expected.values())
+    assert _job_counts(added) == {k: str(v) for k, v in expected.items()}, added.stdout
+
+    # A new method: once per model (now four), then every model's tables and the consistency.
+    (tmp_path / "method.yaml").write_text(
+        "methods:\n  guided-backprop: {family: guided-backprop}\n"
+    )
+    added = run_snakemake(
+        tmp_path, *config, "method.yaml", "--dry-run", "--quiet", "rules", cores=2
+    )
+    assert added.returncode == 0, added.stderr[-3000:]
+    counts = _job_counts(added)
+    # r18-s2 is new too: its 2 + 1 methods' jobs; the other three models: guided-backprop's.
+    assert counts["saliency"] == str(3 * 2 + 3 * 2) and counts["sanity"] == str(3 + 3)
+    assert counts["aggregate"] == "4" and counts["consistency"] == "1", added.stdout

@@ -16,6 +16,63 @@ wildcard_constraints:
     split="train|val|test",
     method="[a-z0-9][a-z0-9_.+-]*",
     shard="[0-9]+",
+    model="[a-z0-9][a-z0-9_.+-]*",
+
+
+# The study's models (xiqa.config.study_models: name -> recipe) and the methods each runs (those
+# whose layers it can name). A config without a models section has one model whose outputs lie
+# directly under results/; with one, model M's lie under results/models/M/ and every per-model
+# rule's paths carry the {model} wildcard. The data (splits, caches) is shared.
+from xiqa.config import DEFAULT_MODEL, model_methods, study_models
+
+MODELS = study_models(config)
+MODEL_METHODS = model_methods(config)
+MULTI = "models" in config
+ROOT = "results/models/{model}" if MULTI else "results"
+MODEL_SUBCATEGORY = (
+    "{model}" if MULTI else None
+)  # the report's figures, grouped per model
+
+
+def R(path):
+    """A per-model output path: ``path`` under the model's results folder."""
+    return f"{ROOT}/{path}"
+
+
+def model_of(wildcards):
+    """The job's model (the {model} wildcard; the one model without a models section)."""
+    return wildcards.get("model", DEFAULT_MODEL)
+
+
+def methods_of(wildcards):
+    """The methods the job's model runs, in config order."""
+    return MODEL_METHODS[model_of(wildcards)]
+
+
+def per_model(pattern, methods=methods_of, **values):
+    """An input function: ``pattern`` (a per-model path) expanded for the job's model, over the
+    methods ``methods(wildcards)`` returns (by default the model's) and ``values``."""
+
+    def inputs(wildcards):
+        return expand(
+            R(pattern), model=model_of(wildcards), method=methods(wildcards), **values
+        )
+
+    return inputs
+
+
+def methods_json(methods=methods_of):
+    """A params function: the config entries of ``methods(wildcards)`` as JSON, in order."""
+
+    def entries(wildcards):
+        return json.dumps({m: config["methods"][m] for m in methods(wildcards)})
+
+    return entries
+
+
+def each_model(targets):
+    """``targets`` (per-model paths) for every model of the study."""
+    return expand(targets, model=list(MODELS))
 
 
 def dataset_root():
@@ -25,14 +82,15 @@ def dataset_root():
     return config["dataset"]
 
 
-def train_options():
-    """The train section of the config as `xiqa train` options (quoted for the shell): each key
-    is an option of the same name, a boolean its --key/--no-key flag. Sorted, so that the order
-    of the keys in a config file does not count as a change of the recipe (a rerun)."""
+def train_options(wildcards):
+    """The model's recipe (xiqa.config.study_models) as `xiqa train` options (quoted for the
+    shell): each key is an option of the same name, a boolean its --key/--no-key flag. Sorted,
+    so that the order of the keys in a config file does not count as a change of the recipe.
+    """
     import shlex
 
     options = []
-    for key, value in sorted(config["train"].items()):
+    for key, value in sorted(MODELS[model_of(wildcards)].items()):
         name = key.replace("_", "-")
         if isinstance(value, bool):
             options.append(f"--{name}" if value else f"--no-{name}")
@@ -78,6 +136,11 @@ def audited_methods():
     return [m for m in methods if m in PAPER_TABLE and audit_variants(_entry(m))]
 
 
+def audited_of(wildcards):
+    """The audited methods the job's model runs."""
+    return [m for m in methods_of(wildcards) if m in AUDITED]
+
+
 def _entry(method):
     """A method's config entry without the workflow's own keys (`max_images`)."""
     entry = dict(config["methods"][method])
@@ -111,15 +174,21 @@ def froc_method_names():
 FROC_METHODS = froc_method_names()
 
 
+def froc_of(wildcards):
+    """The FROC methods the job's model runs."""
+    return [m for m in methods_of(wildcards) if m in FROC_METHODS]
+
+
 def all_images_option(wildcards):
     """`--all-images` for a method the FROC covers (it needs the negatives' maps too)."""
     return "--all-images" if wildcards.method in FROC_METHODS else ""
 
 
 def method_shards(wildcards):
-    """The saliency shards of one method and split."""
+    """The saliency shards of one method and split of the job's model."""
     return expand(
-        "results/saliency/{method}/{split}/{shard}.h5",
+        R("saliency/{method}/{split}/{shard}.h5"),
+        model=model_of(wildcards),
         method=wildcards.method,
         split=wildcards.split,
         shard=range(config["n_shards"]),

@@ -1,19 +1,20 @@
-# Evaluation: the pointing game per method and split, the randomisation test per method, then
-# tables, figures and the report; with audit.enabled, the paper audit per method and split;
-# localisation, the FROC and faithfulness per method and split, each with its tables.
+# Evaluation, per model of the study: the pointing game per method and split, the randomisation
+# test per method, then tables, figures and the report; with audit.enabled, the paper audit per
+# method and split; localisation, the FROC and faithfulness per method and split, each with its
+# tables. With several models, the consistency of the methods across them (consistency.smk).
 
 
 rule pointing:
     input:
-        model="results/model/model.pt",
+        model=R("model/model.pt"),
         images="results/cache/{split}.h5",
         shards=method_shards,
     output:
-        "results/pointing/{method}/{split}.csv",
+        R("pointing/{method}/{split}.csv"),
     log:
-        "results/logs/pointing/{method}/{split}.log",
+        R("logs/pointing/{method}/{split}.log"),
     benchmark:
-        "results/benchmarks/pointing/{method}/{split}.tsv"
+        R("benchmarks/pointing/{method}/{split}.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 1
@@ -30,14 +31,14 @@ rule pointing:
 
 rule sanity:
     input:
-        model="results/model/model.pt",
+        model=R("model/model.pt"),
         images=f"results/cache/{config['sanity']['split']}.h5",
     output:
-        "results/sanity/{method}.csv",
+        R("sanity/{method}.csv"),
     log:
-        "results/logs/sanity/{method}.log",
+        R("logs/sanity/{method}.log"),
     benchmark:
-        "results/benchmarks/sanity/{method}.tsv"
+        R("benchmarks/sanity/{method}.tsv")
     conda:
         "../../envs/xiqa.yaml"
     # Mostly process start (single-threaded) on the demo: two jobs side by side fill two cores.
@@ -67,33 +68,35 @@ localrules:
 
 rule aggregate:
     input:
-        pointing=expand(
-            "results/pointing/{method}/{split}.csv",
-            method=list(config["methods"]),
-            split=config["splits"],
+        pointing=per_model("pointing/{method}/{split}.csv", split=config["splits"]),
+        predictions=expand(
+            R("predictions/{split}.csv"), split=config["splits"], allow_missing=True
         ),
-        predictions=expand("results/predictions/{split}.csv", split=config["splits"]),
-        metrics=expand("results/predictions/{split}.json", split=config["splits"]),
-        sanity=expand("results/sanity/{method}.csv", method=list(config["methods"])),
+        metrics=expand(
+            R("predictions/{split}.json"), split=config["splits"], allow_missing=True
+        ),
+        sanity=per_model("sanity/{method}.csv"),
+        caches=expand("results/cache/{split}.h5", split=config["splits"]),
     output:
-        tables=multiext("results/tables/pointing_game", ".csv", ".md", ".tex"),
-        classification=multiext("results/tables/classification", ".csv", ".md"),
-        curve="results/tables/pointing_curve.csv",
-        energy=multiext("results/tables/energy_pointing", ".csv", ".md"),
-        sanity="results/tables/sanity_randomisation.csv",
+        tables=multiext(R("tables/pointing_game"), ".csv", ".md", ".tex"),
+        classification=multiext(R("tables/classification"), ".csv", ".md"),
+        curve=R("tables/pointing_curve.csv"),
+        energy=multiext(R("tables/energy_pointing"), ".csv", ".md"),
+        sanity=R("tables/sanity_randomisation.csv"),
         figures=[
             report(
-                f"results/figures/{name}.png",
+                R(f"figures/{name}.png"),
                 caption=f"../report/{name}.rst",
                 category="Figures",
+                subcategory=MODEL_SUBCATEGORY,
             )
             for name in FIGURES
         ],
-        pdfs=expand("results/figures/{name}.pdf", name=FIGURES),
+        pdfs=expand(R("figures/{name}.pdf"), name=FIGURES, allow_missing=True),
     log:
-        "results/logs/aggregate.log",
+        R("logs/aggregate.log"),
     benchmark:
-        "results/benchmarks/aggregate.tsv"
+        R("benchmarks/aggregate.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 1
@@ -104,13 +107,14 @@ rule aggregate:
         results=lambda wildcards, output: os.path.dirname(
             os.path.dirname(output.tables[0])
         ),
-        methods=json.dumps(config["methods"]),
+        methods=methods_json(),
         splits=",".join(config["splits"]),
         tau=config["pointing"]["tau"],
         curve_factors=",".join(map(str, config["pointing"]["curve_factors"])),
         paper=paper_option(),
     shell:
-        "xiqa aggregate --results {params.results:q} --methods {params.methods:q} --splits {params.splits}"
+        "xiqa aggregate --results {params.results:q} --caches results/cache"
+        " --methods {params.methods:q} --splits {params.splits}"
         " --tau {params.tau} --curve-factors {params.curve_factors} {params.paper} 2> {log:q}"
 
 
@@ -121,14 +125,14 @@ AUDITED = audited_methods()
 
 rule audit:
     input:
-        model="results/model/model.pt",
+        model=R("model/model.pt"),
         images="results/cache/{split}.h5",
     output:
-        "results/audit/{method}/{split}.csv",
+        R("audit/{method}/{split}.csv"),
     log:
-        "results/logs/audit/{method}/{split}.log",
+        R("logs/audit/{method}/{split}.log"),
     benchmark:
-        "results/benchmarks/audit/{method}/{split}.tsv"
+        R("benchmarks/audit/{method}/{split}.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 2
@@ -146,23 +150,20 @@ rule audit:
 
 rule audit_table:
     input:
-        expand(
-            "results/audit/{method}/{split}.csv",
-            method=AUDITED,
-            split=config["splits"],
-        ),
+        per_model("audit/{method}/{split}.csv", audited_of, split=config["splits"]),
     output:
-        tables=multiext("results/tables/audit", ".csv", ".md", ".tex"),
+        tables=multiext(R("tables/audit"), ".csv", ".md", ".tex"),
         figure=report(
-            "results/figures/audit.png",
+            R("figures/audit.png"),
             caption="../report/audit.rst",
             category="Figures",
+            subcategory=MODEL_SUBCATEGORY,
         ),
-        pdf="results/figures/audit.pdf",
+        pdf=R("figures/audit.pdf"),
     log:
-        "results/logs/audit_table.log",
+        R("logs/audit_table.log"),
     benchmark:
-        "results/benchmarks/audit_table.tsv"
+        R("benchmarks/audit_table.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 1
@@ -173,7 +174,7 @@ rule audit_table:
         results=lambda wildcards, output: os.path.dirname(
             os.path.dirname(output.tables[0])
         ),
-        methods=json.dumps({m: config["methods"][m] for m in AUDITED}),
+        methods=methods_json(audited_of),
         splits=",".join(config["splits"]),
         tau=config["pointing"]["tau"],
         paper=paper_option(),
@@ -188,15 +189,15 @@ rule audit_table:
 
 rule localisation:
     input:
-        model="results/model/model.pt",
+        model=R("model/model.pt"),
         images="results/cache/{split}.h5",
         shards=method_shards,
     output:
-        "results/localisation/{method}/{split}.csv",
+        R("localisation/{method}/{split}.csv"),
     log:
-        "results/logs/localisation/{method}/{split}.log",
+        R("logs/localisation/{method}/{split}.log"),
     benchmark:
-        "results/benchmarks/localisation/{method}/{split}.tsv"
+        R("benchmarks/localisation/{method}/{split}.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 1
@@ -210,29 +211,24 @@ rule localisation:
 
 rule localisation_table:
     input:
-        localisation=expand(
-            "results/localisation/{method}/{split}.csv",
-            method=list(config["methods"]),
-            split=config["splits"],
+        localisation=per_model(
+            "localisation/{method}/{split}.csv", split=config["splits"]
         ),
-        pointing=expand(
-            "results/pointing/{method}/{split}.csv",
-            method=list(config["methods"]),
-            split=config["splits"],
-        ),
+        pointing=per_model("pointing/{method}/{split}.csv", split=config["splits"]),
     output:
-        tables=multiext("results/tables/localisation", ".csv", ".md", ".tex"),
-        sizes=multiext("results/tables/localisation_by_size", ".csv", ".md"),
+        tables=multiext(R("tables/localisation"), ".csv", ".md", ".tex"),
+        sizes=multiext(R("tables/localisation_by_size"), ".csv", ".md"),
         figure=report(
-            "results/figures/localisation_by_size.png",
+            R("figures/localisation_by_size.png"),
             caption="../report/localisation_by_size.rst",
             category="Figures",
+            subcategory=MODEL_SUBCATEGORY,
         ),
-        pdf="results/figures/localisation_by_size.pdf",
+        pdf=R("figures/localisation_by_size.pdf"),
     log:
-        "results/logs/localisation_table.log",
+        R("logs/localisation_table.log"),
     benchmark:
-        "results/benchmarks/localisation_table.tsv"
+        R("benchmarks/localisation_table.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 1
@@ -243,7 +239,7 @@ rule localisation_table:
         results=lambda wildcards, output: os.path.dirname(
             os.path.dirname(output.tables[0])
         ),
-        methods=json.dumps(config["methods"]),
+        methods=methods_json(),
         splits=",".join(config["splits"]),
         fraction=config["localisation"]["fraction"],
         size_bounds=",".join(map(str, config["localisation"]["size_bounds"])),
@@ -255,19 +251,19 @@ rule localisation_table:
 
 rule froc:
     input:
-        model="results/model/model.pt",
+        model=R("model/model.pt"),
         images="results/cache/{split}.h5",
         shards=method_shards,
     output:
         multiext(
-            "results/froc/{method}/{split}/",
+            R("froc/{method}/{split}/"),
             "prediction_localization.csv",
             "prediction_classification.csv",
         ),
     log:
-        "results/logs/froc/{method}/{split}.log",
+        R("logs/froc/{method}/{split}.log"),
     benchmark:
-        "results/benchmarks/froc/{method}/{split}.tsv"
+        R("benchmarks/froc/{method}/{split}.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 1
@@ -287,24 +283,25 @@ rule froc:
 
 rule froc_table:
     input:
-        predictions=expand(
-            "results/froc/{method}/{split}/prediction_localization.csv",
-            method=FROC_METHODS,
+        predictions=per_model(
+            "froc/{method}/{split}/prediction_localization.csv",
+            froc_of,
             split=config["splits"],
         ),
         caches=expand("results/cache/{split}.h5", split=config["splits"]),
     output:
-        tables=multiext("results/tables/froc", ".csv", ".md", ".tex"),
+        tables=multiext(R("tables/froc"), ".csv", ".md", ".tex"),
         figure=report(
-            "results/figures/froc.png",
+            R("figures/froc.png"),
             caption="../report/froc.rst",
             category="Figures",
+            subcategory=MODEL_SUBCATEGORY,
         ),
-        pdf="results/figures/froc.pdf",
+        pdf=R("figures/froc.pdf"),
     log:
-        "results/logs/froc_table.log",
+        R("logs/froc_table.log"),
     benchmark:
-        "results/benchmarks/froc_table.tsv"
+        R("benchmarks/froc_table.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 1
@@ -315,10 +312,11 @@ rule froc_table:
         results=lambda wildcards, output: os.path.dirname(
             os.path.dirname(output.tables[0])
         ),
-        methods=",".join(FROC_METHODS),
+        methods=lambda wildcards: ",".join(froc_of(wildcards)),
         splits=",".join(config["splits"]),
     shell:
-        "xiqa froc-table --results {params.results:q} --methods {params.methods:q}"
+        "xiqa froc-table --results {params.results:q} --caches results/cache"
+        " --methods {params.methods:q}"
         " --splits {params.splits} 2> {log:q}"
 
 
@@ -328,15 +326,15 @@ rule froc_table:
 
 rule faithfulness:
     input:
-        model="results/model/model.pt",
+        model=R("model/model.pt"),
         images="results/cache/{split}.h5",
         shards=method_shards,
     output:
-        "results/faithfulness/{method}/{split}.csv",
+        R("faithfulness/{method}/{split}.csv"),
     log:
-        "results/logs/faithfulness/{method}/{split}.log",
+        R("logs/faithfulness/{method}/{split}.log"),
     benchmark:
-        "results/benchmarks/faithfulness/{method}/{split}.tsv"
+        R("benchmarks/faithfulness/{method}/{split}.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 2
@@ -352,14 +350,14 @@ rule faithfulness:
 
 rule faithfulness_chance:
     input:
-        model="results/model/model.pt",
+        model=R("model/model.pt"),
         images="results/cache/{split}.h5",
     output:
-        "results/faithfulness/_baselines/{split}.csv",
+        R("faithfulness/_baselines/{split}.csv"),
     log:
-        "results/logs/faithfulness/_baselines/{split}.log",
+        R("logs/faithfulness/_baselines/{split}.log"),
     benchmark:
-        "results/benchmarks/faithfulness/_baselines/{split}.tsv"
+        R("benchmarks/faithfulness/_baselines/{split}.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 2
@@ -375,24 +373,25 @@ rule faithfulness_chance:
 
 rule faithfulness_table:
     input:
+        per_model("faithfulness/{method}/{split}.csv", split=config["splits"]),
         expand(
-            "results/faithfulness/{method}/{split}.csv",
-            method=list(config["methods"]),
+            R("faithfulness/_baselines/{split}.csv"),
             split=config["splits"],
+            allow_missing=True,
         ),
-        expand("results/faithfulness/_baselines/{split}.csv", split=config["splits"]),
     output:
-        tables=multiext("results/tables/faithfulness", ".csv", ".md", ".tex"),
+        tables=multiext(R("tables/faithfulness"), ".csv", ".md", ".tex"),
         figure=report(
-            "results/figures/faithfulness.png",
+            R("figures/faithfulness.png"),
             caption="../report/faithfulness.rst",
             category="Figures",
+            subcategory=MODEL_SUBCATEGORY,
         ),
-        pdf="results/figures/faithfulness.pdf",
+        pdf=R("figures/faithfulness.pdf"),
     log:
-        "results/logs/faithfulness_table.log",
+        R("logs/faithfulness_table.log"),
     benchmark:
-        "results/benchmarks/faithfulness_table.tsv"
+        R("benchmarks/faithfulness_table.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 1
@@ -403,7 +402,7 @@ rule faithfulness_table:
         results=lambda wildcards, output: os.path.dirname(
             os.path.dirname(output.tables[0])
         ),
-        methods=json.dumps(config["methods"]),
+        methods=methods_json(),
         splits=",".join(config["splits"]),
     shell:
         "xiqa faithfulness-table --results {params.results:q} --methods {params.methods:q}"

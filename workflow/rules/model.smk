@@ -1,6 +1,7 @@
-# The classifier: train once on the train cache (best epoch by val AUC), predict every split.
-# A killed train job resumes from results/model/checkpoint.pt when rerun; when Snakemake reruns
-# it because the recipe or the data changed, --restart-if-changed starts it afresh.
+# The classifier: each model of the study trained once on the train cache (best epoch by val
+# AUC), then predicting every split. A killed train job resumes from its model folder's
+# checkpoint.pt when rerun; when Snakemake reruns it because the recipe or the data changed,
+# --restart-if-changed starts it afresh.
 
 
 rule train:
@@ -8,13 +9,13 @@ rule train:
         train="results/cache/train.h5",
         val="results/cache/val.h5",
     output:
-        model="results/model/model.pt",
-        history="results/model/history.csv",
-        metrics="results/model/metrics.json",
+        model=R("model/model.pt"),
+        history=R("model/history.csv"),
+        metrics=R("model/metrics.json"),
     log:
-        "results/logs/train.log",
+        R("logs/train.log"),
     benchmark:
-        "results/benchmarks/train.tsv"
+        R("benchmarks/train.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 4
@@ -23,7 +24,7 @@ rule train:
         runtime=24 * 60,
     params:
         out=lambda wildcards, output: os.path.dirname(output.model),
-        options=train_options(),
+        options=train_options,
     shell:
         "xiqa train --train {input.train:q} --val {input.val:q} --out {params.out:q}"
         " {params.options} --restart-if-changed 2> {log:q}"
@@ -31,15 +32,15 @@ rule train:
 
 rule predict:
     input:
-        model="results/model/model.pt",
+        model=R("model/model.pt"),
         images="results/cache/{split}.h5",
     output:
-        predictions="results/predictions/{split}.csv",
-        metrics="results/predictions/{split}.json",
+        predictions=R("predictions/{split}.csv"),
+        metrics=R("predictions/{split}.json"),
     log:
-        "results/logs/predict/{split}.log",
+        R("logs/predict/{split}.log"),
     benchmark:
-        "results/benchmarks/predict/{split}.tsv"
+        R("benchmarks/predict/{split}.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 2

@@ -1,17 +1,17 @@
-# Saliency maps: one job per method x split x shard, over the positive images of the split (all
+# Saliency maps: one job per model x method x split x shard, over the positive images of the split (all
 # images for a method the FROC covers).
 
 
 rule saliency:
     input:
-        model="results/model/model.pt",
+        model=R("model/model.pt"),
         images="results/cache/{split}.h5",
     output:
-        "results/saliency/{method}/{split}/{shard}.h5",
+        R("saliency/{method}/{split}/{shard}.h5"),
     log:
-        "results/logs/saliency/{method}/{split}/{shard}.log",
+        R("logs/saliency/{method}/{split}/{shard}.log"),
     benchmark:
-        "results/benchmarks/saliency/{method}/{split}/{shard}.tsv"
+        R("benchmarks/saliency/{method}/{split}/{shard}.tsv")
     conda:
         "../../envs/xiqa.yaml"
     threads: 2

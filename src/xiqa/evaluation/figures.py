@@ -14,6 +14,8 @@
 - ``localisation_by_size`` (``xiqa localisation-table``): pointing, hit-in-shape and mIoU by
   object size.
 - ``froc`` (``xiqa froc-table``): the challenge's FROC curve of the maps' peaks.
+- ``consistency`` (``xiqa consistency``): each method's pointing accuracy on each model of a
+  study of several, its range and mean.
 Maps use a perceptually uniform colour map (inferno), half transparent over the X-ray.
 """
 
@@ -86,8 +88,8 @@ class _Split:
     """The figures' split: its cache, read once, and each method's maps of the images shown,
     read once per method."""
 
-    def __init__(self, results: Path, split: str, wanted: dict[str, set[str]]):
-        self.cache = load_cache(results / "cache" / f"{split}.h5")
+    def __init__(self, results: Path, split: str, wanted: dict[str, set[str]], caches: Path):
+        self.cache = load_cache(caches / f"{split}.h5")
         self.index = {name: i for i, name in enumerate(self.cache.image_name)}
         self.maps = {
             m: read_maps(sorted((results / "saliency" / m / split).glob("*.h5")), names)
@@ -157,9 +159,11 @@ def make_figures(
     predictions: pd.DataFrame,
     tau: float,
     folder: Path,
+    caches: Path | None = None,
 ) -> None:
     """Every figure of the study into ``folder``, from the tables, the per-image pointing
-    results (``scores``), the last split's ``predictions``, and that split's cache and maps."""
+    results (``scores``), the last split's ``predictions``, and that split's cache (in
+    ``caches``, by default results/cache) and maps."""
     split = splits[-1]  # the test split when there is one
     panel = [m for m in PANEL_METHODS if m in methods] or list(methods)[:3]
     main = next((m for m in panel if methods[m]["family"] == "normgrad"), panel[0])
@@ -173,7 +177,8 @@ def make_figures(
     wanted = {m: set(most) for m in panel}
     wanted[main] |= {*misses, *missed}
     # No image to show: no cache or maps read (as for a study without a counted image).
-    shown = _Split(results, split, wanted) if wanted[main] else None
+    caches = results / "cache" if caches is None else caches
+    shown = _Split(results, split, wanted, caches) if wanted[main] else None
     if most:
         _rows_figure(shown, scores, split, most, panel, tau, folder)
     _gallery(
@@ -516,3 +521,55 @@ def froc_figure(
     axes[0, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
     figure.tight_layout()
     _save(figure, folder, "froc")
+
+
+def consistency_figure(
+    folder: Path,
+    rows: list[dict[str, Any]],
+    ranking: list[dict[str, Any]],
+    models: Any,
+    splits: list[str],
+    tau: float,
+) -> None:
+    """``xiqa consistency``: one panel per split, one line per method (sorted by its mean
+    accuracy over the models), each model's pointing accuracy as a dot (colour: architecture;
+    marker: the model within it), the range over the models as a grey bar and the mean as a
+    tick; Kendall's W of all models in the title."""
+    archs = list(dict.fromkeys(m.arch for m in models))
+    colours = {a: plt.cm.tab10(k % 10) for k, a in enumerate(archs)}
+    markers = "os^Dv<>p*h"
+    within = {}
+    for m in models:
+        within[m.name] = sum(o.arch == m.arch for o in models[: list(models).index(m)])
+    n_methods = len({r["name"] for r in rows})
+    figure, axes = plt.subplots(
+        1, len(splits), squeeze=False, sharex=True, figsize=(4.2 * len(splits), 1 + 0.3 * n_methods)
+    )
+    for ax, split in zip(axes[0], splits, strict=True):
+        split_rows = sorted((r for r in rows if r["split"] == split), key=lambda r: r["mean"])
+        y = np.arange(len(split_rows))
+        ax.hlines(
+            y, [r["min"] for r in split_rows], [r["max"] for r in split_rows], color="0.8", lw=4
+        )
+        ax.plot([r["mean"] for r in split_rows], y, "|", color="black", markersize=10)
+        for m in models:
+            ax.plot(
+                [r[f"acc_{m.name}"] for r in split_rows],
+                y,
+                linestyle="none",
+                marker=markers[within[m.name] % len(markers)],
+                markersize=4,
+                color=colours[m.arch],
+                alpha=0.85,
+                label=f"{m.name} ({m.arch})",
+            )
+        ax.set_yticks(y, [r["name"] for r in split_rows], fontsize=7)
+        w = next((r for r in ranking if r["split"] == split and r["models"] == "all"), None)
+        title = split if w is None else f"{split}: Kendall's W {w['kendall_w']:.2f}"
+        ax.set_title(title, fontsize=9)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_xlabel(f"pointing accuracy (τ = {tau:g} px)", fontsize=8)
+        ax.grid(axis="x", color="0.92")
+    axes[0, -1].legend(fontsize=6, loc="lower left", bbox_to_anchor=(1.01, 0))
+    figure.tight_layout()
+    _save(figure, folder, "consistency")

@@ -345,15 +345,18 @@ def froc_table(
     methods: Sequence[str],
     splits: Sequence[str],
     n_boot: int = 1000,
+    caches: str | os.PathLike | None = None,
 ) -> tuple[list[dict[str, object]], dict[tuple[str, str], FrocResult]]:
     """One row per method and split: the FROC, the seven sensitivities, a 95% percentile
     bootstrap interval of the FROC and a paired bootstrap p-value against the split's best
     method (the same resamples), from ``froc/{method}/{split}/prediction_localization.csv``
-    and the split's cache; and each method's :class:`FrocResult` per split (for the figure)."""
+    and the split's cache (in ``caches``, by default results/cache); and each method's
+    :class:`FrocResult` per split (for the figure)."""
     results = Path(results)
+    caches = results / "cache" if caches is None else Path(caches)
     rows, curves = [], {}
     for split in splits:
-        cache = load_cache(results / "cache" / f"{split}.h5", with_images=False)
+        cache = load_cache(caches / f"{split}.h5", with_images=False)
         truth = GroundTruth.from_cache(cache)
         predictions = [
             read_localization(results / "froc" / m / split / LOCALIZATION_CSV, truth.image_names)
@@ -452,7 +455,11 @@ def froc_latex(rows: list[dict[str, object]]) -> str:
 
 
 def write_froc_tables(
-    results: str | os.PathLike, methods: Sequence[str], splits: Sequence[str], n_boot: int = 1000
+    results: str | os.PathLike,
+    methods: Sequence[str],
+    splits: Sequence[str],
+    n_boot: int = 1000,
+    caches: str | os.PathLike | None = None,
 ) -> None:
     """Write results/tables/froc.{csv,md,tex} and results/figures/froc.{png,pdf} (all or none)
     from ``froc/{method}/{split}/prediction_localization.csv`` and the splits' caches."""
@@ -461,7 +468,7 @@ def write_froc_tables(
     if not methods:
         raise InputError("no methods for the FROC")
     results = Path(results)
-    rows, results_of = froc_table(results, methods, splits, n_boot)
+    rows, results_of = froc_table(results, methods, splits, n_boot, caches)
     curves = {k: (r.fp_per_image, r.sensitivity, r.sensitivities) for k, r in results_of.items()}
     with staged_outputs(results) as stage:
         _write_csv(stage / "tables" / "froc.csv", rows)

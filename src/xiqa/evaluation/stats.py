@@ -1,7 +1,9 @@
 """Statistics for the tables and the classifier: ROC AUC (ties counted half), its bootstrap
 interval and the ROC curve (scikit-learn); Wilson intervals for accuracies (statsmodels); exact
 McNemar tests for paired comparisons of two methods on the same images, bootstrap intervals of
-means, Spearman's rank correlation and the Wilcoxon signed-rank test (SciPy)."""
+means, Spearman's rank correlation and the Wilcoxon signed-rank test (SciPy); Kendall's
+coefficient of concordance W with a permutation test (our own: SciPy, scikit-learn and
+statsmodels have none)."""
 
 from __future__ import annotations
 
@@ -126,3 +128,55 @@ def wilcoxon_signed_rank(a, b) -> float:
     if not np.any(diff != 0):  # nothing tells the methods apart
         return 1.0
     return float(stats.wilcoxon(diff, zero_method="wilcox").pvalue)
+
+
+def _kendall_s(ranks: np.ndarray) -> np.ndarray:
+    """S of Kendall's W: the squared deviations of the items' rank sums from their mean, summed;
+    ``ranks`` (..., m raters, n items)."""
+    sums = ranks.sum(axis=-2)
+    return ((sums - sums.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1)
+
+
+def _kendall_ranks(scores) -> tuple[np.ndarray, float]:
+    """Each rater's ranks of the items (ties sharing their mean rank) and W's denominator with
+    the tie correction: m^2 (n^3 - n) - m sum_j T_j, T_j = sum over rater j's ties of t^3 - t."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2:
+        raise ValueError(f"Kendall's W of a {scores.ndim}-d array (raters x items)")
+    m, n = scores.shape
+    ranks = stats.rankdata(scores, axis=1)
+    ties = 0.0
+    for row in scores:
+        _, counts = np.unique(row, return_counts=True)
+        ties += float((counts**3 - counts).sum())
+    return ranks, m * m * (n**3 - n) - m * ties
+
+
+def kendall_w(scores) -> float:
+    """Kendall's coefficient of concordance of m raters ranking n items (``scores``, m x n;
+    rows ranked each, ties sharing their mean rank, with the tie correction): 1 when every
+    rater ranks alike, 0 for no agreement. NaN when every rater ties every item."""
+    ranks, denominator = _kendall_ranks(scores)
+    if denominator <= 0:
+        return math.nan
+    return float(12 * _kendall_s(ranks) / denominator)
+
+
+def kendall_w_permutation_p(
+    scores, n_permutations: int, rng: np.random.Generator, chunk: int = 1000
+) -> float:
+    """One-sided permutation p-value of Kendall's W under no concordance: each rater's ranks
+    shuffled independently across the items (their ties kept, so the denominator is fixed),
+    p = (1 + #{S* >= S}) / (1 + n_permutations); drawn ``chunk`` permutations at a time."""
+    ranks, denominator = _kendall_ranks(scores)
+    if denominator <= 0 or n_permutations < 1:
+        return math.nan
+    observed = _kendall_s(ranks)
+    m, n = ranks.shape
+    at_least = 0
+    for start in range(0, n_permutations, chunk):
+        k = min(chunk, n_permutations - start)
+        order = rng.permuted(np.broadcast_to(np.arange(n), (k, m, n)), axis=-1)
+        shuffled = np.take_along_axis(np.broadcast_to(ranks, (k, m, n)), order, axis=-1)
+        at_least += int((_kendall_s(shuffled) >= observed - 1e-9 * max(1.0, observed)).sum())
+    return (1 + at_least) / (1 + n_permutations)

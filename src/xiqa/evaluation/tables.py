@@ -474,10 +474,12 @@ def aggregate(
     tau: float,
     paper: bool = False,
     curve_factors: Sequence[float] = DEFAULT_CURVE_FACTORS,
+    caches: str | os.PathLike | None = None,
 ) -> None:
     """Write under results/tables: pointing_game.{csv,md,tex}, pointing_curve.csv,
     energy_pointing.{csv,md}, classification.{csv,md} and sanity_randomisation.csv (from
-    results/sanity/{method}.csv); and the figures under results/figures."""
+    results/sanity/{method}.csv); and the figures under results/figures (the examples from the
+    image caches in ``caches``, by default results/cache)."""
     from xiqa.evaluation.figures import make_figures, pointing_curve_figure, sanity_figure
 
     results = Path(results)
@@ -509,7 +511,10 @@ def aggregate(
         _write_csv(tables / "sanity_randomisation.csv", sanity_rows)
         _write_csv(tables / "classification.csv", auc_rows)
         _write_text(tables / "classification.md", "\n".join(lines) + "\n")
-        make_figures(results, methods, splits, rows, curves, scores, predictions, tau, figures)
+        caches = None if caches is None else Path(caches)
+        make_figures(
+            results, methods, splits, rows, curves, scores, predictions, tau, figures, caches
+        )
         pointing_curve_figure(figures, curve, splits, tau)
         sanity_figure(figures, sanity_rows, methods)
 

@@ -243,16 +243,27 @@ class Family:
         return names
 
     def check_feature_maps(
-        self, method: str, model: nn.Module, params: dict[str, Any], size: int = 64
+        self,
+        method: str,
+        model: nn.Module,
+        params: dict[str, Any],
+        size: int = 64,
+        passed: set[str] | None = None,
     ) -> None:
         """Every layer the resolved ``params`` name gives a feature map (N, C, h, w) once per
-        forward pass of a ``size`` × ``size`` input: a pass per layer, free on the meta device."""
+        forward pass of a ``size`` × ``size`` input: a pass per layer, free on the meta device.
+        Layers in ``passed`` are skipped, and each layer that passes is added to it (so a
+        config's methods pay one pass per distinct layer)."""
         for name, layer in self.layer_names(params):
+            if passed is not None and layer in passed:
+                continue
             device = next(model.parameters()).device
             try:
                 forward(model, torch.empty(1, 3, size, size, device=device), [layer])
             except InputError as exc:
                 raise ParameterError(method, name, f"{self.label}: {exc}") from None
+            if passed is not None:
+                passed.add(layer)
 
 
 FAMILIES: dict[str, Family] = {}
