@@ -34,6 +34,14 @@ _caches_option = click.option(
 )
 
 
+_methods_option = click.option(
+    "--methods",
+    "methods_json",
+    required=True,
+    help="The config's methods mapping as JSON (name -> entry), in table order.",
+)
+
+
 def _count(name: str, default: int, help: str | None = None, least: int = 1):
     """An integer option of at least ``least``, its default shown in --help."""
     return click.option(
@@ -426,12 +434,7 @@ def pointing(
     "sanity/, saliency/; cache/ unless --caches), or one model's of several.",
 )
 @_caches_option
-@click.option(
-    "--methods",
-    "methods_json",
-    required=True,
-    help="The config's methods mapping as JSON (name -> entry), in table order.",
-)
+@_methods_option
 @click.option(
     "--splits", default="val,test", show_default=True, help="Comma-separated splits, as columns."
 )
@@ -653,12 +656,7 @@ def _splits_option(command):
     type=_folder,
     help="The workflow's results folder (localisation/ and pointing/{method}/{split}.csv).",
 )
-@click.option(
-    "--methods",
-    "methods_json",
-    required=True,
-    help="The config's methods mapping as JSON (name -> entry), in table order.",
-)
+@_methods_option
 @_splits_option
 @click.option(
     "--fraction",
@@ -896,12 +894,7 @@ def faithfulness_table(results: Path, methods_value: str, splits: str) -> None:
     help='Each model\'s architecture and methods as JSON, in order, e.g. \'{"r18-s0": {"arch": '
     '"resnet18", "methods": ["gradcam"]}, ...}\'.',
 )
-@click.option(
-    "--methods",
-    "methods_json",
-    required=True,
-    help="The config's methods mapping as JSON (name -> entry), in table order.",
-)
+@_methods_option
 @_splits_option
 @click.option("--tau", required=True, type=float, help="Tolerance in model-input pixels.")
 @_count("--n-permutations", 10000, help="Permutations of the Kendall's W test.", least=0)
