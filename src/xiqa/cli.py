@@ -42,6 +42,16 @@ _methods_option = click.option(
 )
 
 
+_smooth_option = click.option(
+    "--smooth",
+    "smooth",
+    multiple=True,
+    metavar="SIGMA[:KERNEL]",
+    help="Also score each map after a Gaussian blur of SIGMA px on KERNEL x KERNEL px (odd; "
+    "default 2*ceil(3*SIGMA)+1); repeatable, each its own columns (peak_x_g1k7, ...).",
+)
+
+
 def _count(name: str, default: int, help: str | None = None, least: int = 1):
     """An integer option of at least ``least``, its default shown in --help."""
     return click.option(
@@ -415,14 +425,20 @@ def _echo_share(what: str, counts: dict, more: str) -> None:
     type=_input_file,
     help="The checkpoint the shards must have been made by (checked by its SHA-256).",
 )
+@_smooth_option
 @click.argument("shards", nargs=-1, required=True, type=_input_file)
 def pointing(
-    images: Path, tau: float, out: Path, model_path: Path | None, shards: tuple[Path, ...]
+    images: Path,
+    tau: float,
+    out: Path,
+    model_path: Path | None,
+    smooth: tuple[str, ...],
+    shards: tuple[Path, ...],
 ) -> None:
     """Score one method's saliency SHARDS of a split with the pointing game."""
-    from xiqa.evaluation.pointing import run_pointing
+    from xiqa.evaluation.pointing import parse_smoothings, run_pointing
 
-    counts = run_pointing(images, shards, tau, out, model_path)
+    counts = run_pointing(images, shards, tau, out, model_path, parse_smoothings(smooth))
     _echo_share("pointing accuracy", counts, f"mean energy share {counts['mean_energy']:.4f}")
 
 
@@ -448,6 +464,12 @@ def pointing(
     help="Comma-separated multiples of --tau at which the pointing curve is drawn "
     "(default 0.25, 0.5, ..., 4); tau itself is always on it.",
 )
+@click.option(
+    "--extra-taus",
+    default=None,
+    help="Comma-separated tolerances (px) beside --tau in the pointing variants table.",
+)
+@_smooth_option
 def aggregate(
     results: Path,
     methods_json: str,
@@ -456,9 +478,13 @@ def aggregate(
     paper: bool,
     curve_factors: str | None,
     caches: Path | None,
+    extra_taus: str | None,
+    smooth: tuple[str, ...],
 ) -> None:
-    """Tables (pointing game with CIs and McNemar tests, pointing curve, energy-based pointing,
-    randomisation test, classification AUC) and figures."""
+    """Tables (pointing game with CIs and McNemar tests, pointing curve, pointing variants,
+    energy-based pointing, randomisation test, classification AUC) and figures; --smooth as
+    the pointing CSVs were made."""
+    from xiqa.evaluation.pointing import parse_smoothings
     from xiqa.evaluation.tables import DEFAULT_CURVE_FACTORS
     from xiqa.evaluation.tables import aggregate as run_aggregate
 
@@ -471,7 +497,9 @@ def aggregate(
 
     methods = _json_mapping("--methods", methods_json, "method")
     splits_ = [s for s in splits.split(",") if s]
-    run_aggregate(results, methods, splits_, tau, paper, factors, caches)
+    smoothings = parse_smoothings(smooth)
+    taus = _numbers("--extra-taus", extra_taus) or []
+    run_aggregate(results, methods, splits_, tau, paper, factors, caches, taus, smoothings)
 
 
 def _json_mapping(option: str, value: str, what: str) -> dict:

@@ -35,6 +35,7 @@ def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None
     check_paths(config)
     model_methods(config, check=True)
     check_localisation(config)
+    smooth_arguments(config)
 
 
 def study_models(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -107,6 +108,26 @@ def check_sanity_stages(config: dict[str, Any], arch: str) -> None:
         checked_stages(model, stages)
     except InputError as exc:
         raise InputError(f"config key sanity.stages: {exc} ({arch})") from None
+
+
+def smooth_arguments(config: dict[str, Any]) -> list[str]:
+    """The ``--smooth`` values of ``pointing.smoothing`` (SIGMA or SIGMA:KERNEL), checked as
+    xiqa pointing checks them; a bad one is one error naming its key."""
+    from xiqa.evaluation.pointing import Smoothing
+
+    texts, seen = [], {}
+    for i, entry in enumerate(config["pointing"]["smoothing"]):
+        text = f"{entry['sigma']}" + (f":{entry['kernel']}" if "kernel" in entry else "")
+        key = f"config key pointing.smoothing.{i}"
+        try:
+            suffix = Smoothing.parse(text).suffix
+        except InputError as exc:
+            raise InputError(f"{key}: {str(exc).split(': ', 1)[1]}") from None
+        if suffix in seen:
+            raise InputError(f"{key}: the same smoothing ({suffix}) as entry {seen[suffix]}")
+        seen[suffix] = i
+        texts.append(text)
+    return texts
 
 
 def froc_methods(config: dict[str, Any]) -> list[str]:

@@ -68,6 +68,19 @@ def test_demo_workflow_trains_and_predicts(workdir):
     assert len(curve) == 2 * len(METHODS)
     for row in curve:
         assert row["accuracy"] == game[row["name"]][f"{row['split']}_accuracy"], row
+    # The demo's pointing variants (tau 6 and 3.2, a sigma-1 blur): at tau 6 unsmoothed, the
+    # table's accuracy; the smoothed ones count the pointing CSVs' hit_g1k7 column.
+    variants = _csv(results / "tables" / "pointing_variants.csv")
+    assert {(r["smoothing"], float(r["tau"])) for r in variants} == {
+        (g, t) for g in ("none", "g1k7") for t in (6, 3.2)
+    }
+    for row in variants:
+        if row["smoothing"] == "none" and float(row["tau"]) == 6:
+            assert row["accuracy"] == game[row["name"]][f"{row['split']}_accuracy"], row
+        if row["smoothing"] == "g1k7" and float(row["tau"]) == 6:
+            scored = _csv(results / "pointing" / row["name"] / f"{row['split']}.csv")
+            assert int(row["hits"]) == sum(r["hit_g1k7"] == "1" for r in scored), row
+    assert "σ = 1 (7×7 px)" in (results / "tables" / "pointing_variants.md").read_text()
     energy = (results / "tables" / "energy_pointing.md").read_text()
     assert energy.count("| NormGrad |") == 2 and "area share" in energy
     # One randomisation test per method: every stage of ResNet-18, two images each.
@@ -155,6 +168,23 @@ def test_demo_workflow_trains_and_predicts(workdir):
         "all": "1",
         "total": str(2 * len(METHODS) + 4),
     }, changed.stdout
+
+    # Another tolerance reruns the tables only; another smoothing the pointing jobs (and the
+    # tables that read them), never a saliency job.
+    for variant, expected in [
+        ({"extra_taus": [3.2, 2]}, {"aggregate": "1"}),
+        (
+            {"smoothing": [{"sigma": 1}, {"sigma": 2}]},
+            {"pointing": str(2 * len(METHODS)), "aggregate": "1", "localisation_table": "1"},
+        ),
+    ]:
+        (workdir / "variant.yaml").write_text(yaml.safe_dump({"pointing": variant}))
+        changed = run_snakemake(workdir, *TINY_CONFIG, "variant.yaml", "--dry-run",
+                                "--quiet", "rules", cores=2)  # fmt: skip
+        assert changed.returncode == 0, changed.stderr[-3000:]
+        counts = dict(re.findall(r"^(\w+)\s+(\d+)$", changed.stdout + changed.stderr, re.M))
+        expected |= {"all": "1", "total": str(sum(map(int, expected.values())) + 1)}
+        assert counts == expected, changed.stdout
 
     # A new method schedules only its own jobs (saliency, pointing, localisation, FROC and
     # faithfulness per split, its sanity test) and the tables that include it.

@@ -23,7 +23,7 @@ wildcard_constraints:
 # whose layers it can name). A config without a models section has one model whose outputs lie
 # directly under results/; with one, model M's lie under results/models/M/ and every per-model
 # rule's paths carry the {model} wildcard. The data (splits, caches) is shared.
-from xiqa.config import DEFAULT_MODEL, model_methods, study_models
+from xiqa.config import DEFAULT_MODEL, model_methods, smooth_arguments, study_models
 
 MODELS = study_models(config)
 MODEL_METHODS = model_methods(config)
@@ -155,6 +155,11 @@ def audit_variants_json(wildcards):
     from xiqa.saliency import audit_variants
 
     return json.dumps(audit_variants(_entry(wildcards.method)))
+
+
+def smooth_options():
+    """`--smooth SIGMA[:KERNEL]` per smoothing of pointing.smoothing."""
+    return " ".join(f"--smooth {t}" for t in smooth_arguments(config))
 
 
 def paper_option():

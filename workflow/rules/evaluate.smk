@@ -23,9 +23,10 @@ rule pointing:
         runtime=60,
     params:
         tau=config["pointing"]["tau"],
+        smooth=smooth_options(),
     shell:
         "xiqa pointing --model {input.model:q} --images {input.images:q} --tau {params.tau}"
-        " --out {output:q}"
+        " {params.smooth} --out {output:q}"
         " {input.shards:q} 2> {log:q}"
 
 
@@ -81,6 +82,7 @@ rule aggregate:
         tables=multiext(R("tables/pointing_game"), ".csv", ".md", ".tex"),
         classification=multiext(R("tables/classification"), ".csv", ".md"),
         curve=R("tables/pointing_curve.csv"),
+        variants=multiext(R("tables/pointing_variants"), ".csv", ".md"),
         energy=multiext(R("tables/energy_pointing"), ".csv", ".md"),
         sanity=R("tables/sanity_randomisation.csv"),
         figures=[
@@ -111,11 +113,14 @@ rule aggregate:
         splits=",".join(config["splits"]),
         tau=config["pointing"]["tau"],
         curve_factors=",".join(map(str, config["pointing"]["curve_factors"])),
+        extra_taus=",".join(map(str, config["pointing"]["extra_taus"])),
+        smooth=smooth_options(),
         paper=paper_option(),
     shell:
         "xiqa aggregate --results {params.results:q} --caches results/cache"
         " --methods {params.methods:q} --splits {params.splits}"
-        " --tau {params.tau} --curve-factors {params.curve_factors} {params.paper} 2> {log:q}"
+        " --tau {params.tau} --curve-factors {params.curve_factors}"
+        " --extra-taus={params.extra_taus:q} {params.smooth} {params.paper} 2> {log:q}"
 
 
 # The paper audit: one job per audited method and split scores every variant of the method on

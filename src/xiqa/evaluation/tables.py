@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from xiqa.errors import InputError
-from xiqa.evaluation.pointing import POINTING_COLUMNS
+from xiqa.evaluation.pointing import POINTING_COLUMNS, Smoothing
 from xiqa.evaluation.sanity import read_sanity, summarise
 from xiqa.evaluation.stats import bootstrap_mean_ci, mcnemar_exact, wilson_interval
 from xiqa.io import atomic_output, numeric_columns, read_results_csv, staged_outputs, write_csv
@@ -61,6 +61,8 @@ class MethodResult:
     peak: dict[str, tuple[int, int]] = field(default_factory=dict)  # (x, y)
     n_boxes: dict[str, int] = field(default_factory=dict)
     images: list[str] = field(default_factory=list)  # every image with a map, also not counted
+    # Per smoothing (its suffix), the distances of the smoothed maps' peaks.
+    smoothed: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -71,13 +73,19 @@ class MethodResult:
         return sum(self.hits.values()) / self.n if self.n else math.nan
 
 
-def read_pointing(path: Path) -> MethodResult:
-    """One method's results on one split, from ``xiqa pointing``'s CSV."""
+def read_pointing(path: Path, smoothings: Sequence[Smoothing] = ()) -> MethodResult:
+    """One method's results on one split, from ``xiqa pointing``'s CSV, which must hold the
+    columns of each of ``smoothings``."""
+    smoothed = [f"distance_{s.suffix}" for s in smoothings]
     frame = read_results_csv(
-        path, "pointing results", POINTING_COLUMNS, "xiqa pointing (snakemake --forcerun pointing)"
+        path,
+        "pointing results",
+        [*POINTING_COLUMNS, *smoothed],
+        "xiqa pointing (snakemake --forcerun pointing)",
     )
     counted = frame[frame["counted"] == "1"]
     columns = ("hit", "distance", "energy", "box_share", "n_ties", "peak_x", "peak_y", "n_boxes")
+    columns = (*columns, *smoothed)
     error = "not an xiqa pointing row"
     numbers = numeric_columns(counted, columns, path, error, optional=("energy",))
     not_hit = numbers.index[~numbers["hit"].isin([0, 1])]
@@ -100,15 +108,19 @@ def read_pointing(path: Path) -> MethodResult:
         peak=dict(zip(names, peaks, strict=True)),
         n_boxes=by_name(whole["n_boxes"]),
         images=frame["image_name"].tolist(),
+        smoothed={s.suffix: by_name(numbers[c]) for s, c in zip(smoothings, smoothed, strict=True)},
     )
 
 
 def read_scores(
-    results: Path, methods: dict[str, Any], splits: list[str]
+    results: Path,
+    methods: dict[str, Any],
+    splits: list[str],
+    smoothings: Sequence[Smoothing] = (),
 ) -> dict[tuple[str, str], MethodResult]:
     """Every method's pointing results per split, from ``results/pointing/{method}/{split}.csv``."""
     return {
-        (m, s): read_pointing(results / "pointing" / m / f"{s}.csv")
+        (m, s): read_pointing(results / "pointing" / m / f"{s}.csv", smoothings)
         for m in methods
         for s in splits
     }
@@ -239,24 +251,90 @@ def pointing_curve(
     with the rule of the table (distance < tau, strict); at ``tau`` it is the table's value."""
     rows = []
     for (name, split), result in scores.items():
-        distances = np.array(list(result.distance.values()))
         for t in taus:
-            hits = int(np.count_nonzero(distances < t))
-            low, high = wilson_interval(hits, result.n)
             rows.append(
                 {
                     "name": name,
                     "split": split,
                     "tau": t,
                     "tau_factor": t / tau,
-                    "hits": hits,
-                    "n": result.n,
-                    "accuracy": hits / result.n if result.n else math.nan,
-                    "ci_low": low,
-                    "ci_high": high,
+                    **_at_tolerance(result.distance, result.n, t),
                 }
             )
     return rows
+
+
+def _at_tolerance(distances: dict[str, float], n: int, tau: float) -> dict[str, Any]:
+    """Hits (distance < tau, strictly), n, accuracy and its Wilson interval."""
+    hits = int(np.count_nonzero(np.array(list(distances.values())) < tau))
+    low, high = wilson_interval(hits, n)
+    return {
+        "hits": hits,
+        "n": n,
+        "accuracy": hits / n if n else math.nan,
+        "ci_low": low,
+        "ci_high": high,
+    }
+
+
+def pointing_variants(
+    scores: dict[tuple[str, str], MethodResult],
+    taus: Sequence[float],
+    smoothings: Sequence[Smoothing] = (),
+) -> list[dict[str, Any]]:
+    """The pointing game's variants (the authors' follow-up study): accuracy with its Wilson
+    interval per method, split, map (as scored, or after each smoothing) and tolerance, each
+    re-thresholding the stored distances with the strict rule of the table."""
+    variants = [(None, "none")] + [(s, s.suffix) for s in smoothings]
+    rows = []
+    for (name, split), result in scores.items():
+        for smoothing, label in variants:
+            distances = result.distance if smoothing is None else result.smoothed[label]
+            for tau in taus:
+                rows.append(
+                    {
+                        "name": name,
+                        "split": split,
+                        "smoothing": label,
+                        "sigma": math.nan if smoothing is None else smoothing.sigma,
+                        "kernel": "" if smoothing is None else smoothing.kernel,
+                        "tau": tau,
+                        **_at_tolerance(distances, result.n, tau),
+                    }
+                )
+    return rows
+
+
+def variants_markdown(
+    rows: list[dict[str, Any]], methods: dict[str, dict[str, Any]], splits: list[str]
+) -> str:
+    """The variants wide: a row per method, a column per split, smoothing and tolerance."""
+    keys = list(dict.fromkeys((r["smoothing"], r["tau"]) for r in rows))
+    blur = {
+        r["smoothing"]: f", σ = {r['sigma']:g} ({r['kernel']}×{r['kernel']} px)"
+        for r in rows
+        if r["smoothing"] != "none"
+    }
+    header = ["Method", "Layer type", "Heat-map"]
+    header += [f"{s} τ = {t:g}{blur.get(g, '')}" for s in splits for g, t in keys]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+    cell = {(r["name"], r["split"], r["smoothing"], r["tau"]): r for r in rows}
+    for name, entry in methods.items():
+        cells = list(describe(entry))
+        for split in splits:
+            for smoothing, tau in keys:
+                r = cell[name, split, smoothing, tau]
+                cells.append(f"{_fmt(r['accuracy'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    n = {s: max((r["n"] for r in rows if r["split"] == s), default=0) for s in splits}
+    notes = (
+        "\nPointing game variants: accuracy [95% Wilson interval] at each tolerance τ (px in "
+        "model-input space), on the maps as scored and after each Gaussian smoothing (σ px, on "
+        "the kernel given, before the peak is taken); n = "
+        + ", ".join(f"{n[s]} ({s})" for s in splits)
+        + ". The column at the study's τ without smoothing is the pointing table's.\n"
+    )
+    return "\n".join(lines) + "\n" + notes
 
 
 def energy_table(
@@ -475,9 +553,13 @@ def aggregate(
     paper: bool = False,
     curve_factors: Sequence[float] = DEFAULT_CURVE_FACTORS,
     caches: str | os.PathLike | None = None,
+    extra_taus: Sequence[float] = (),
+    smoothings: Sequence[Smoothing] = (),
 ) -> None:
     """Write under results/tables: pointing_game.{csv,md,tex}, pointing_curve.csv,
-    energy_pointing.{csv,md}, classification.{csv,md} and sanity_randomisation.csv (from
+    pointing_variants.{csv,md} (at tau and ``extra_taus``, on the maps as scored and after each
+    of ``smoothings``), energy_pointing.{csv,md}, classification.{csv,md} and
+    sanity_randomisation.csv (from
     results/sanity/{method}.csv); and the figures under results/figures (the examples from the
     image caches in ``caches``, by default results/cache)."""
     from xiqa.evaluation.figures import make_figures, pointing_curve_figure, sanity_figure
@@ -486,10 +568,14 @@ def aggregate(
     if not methods:
         raise InputError("no methods to aggregate")
     taus = curve_taus(tau, curve_factors)
-    scores = read_scores(results, methods, splits)
+    bad = [t for t in extra_taus if not (math.isfinite(t) and t > 0)]
+    if bad:
+        raise InputError(f"--extra-taus: {bad[0]:g} is not a positive tolerance")
+    scores = read_scores(results, methods, splits, smoothings)
     sanity = {m: read_sanity(results / "sanity" / f"{m}.csv") for m in methods}
     rows = pointing_table(scores, methods, splits, paper)
     curve = pointing_curve(scores, taus, tau)
+    variants = pointing_variants(scores, list(dict.fromkeys([tau, *extra_taus])), smoothings)
     energy = energy_table(scores, methods, splits)
     sanity_rows = sanity_table(sanity)
     auc_rows, curves = classification_table(results, splits)
@@ -506,6 +592,8 @@ def aggregate(
         _write_text(tables / "pointing_game.md", pointing_markdown(rows, splits, tau))
         _write_text(tables / "pointing_game.tex", pointing_latex(rows, splits, tau))
         _write_csv(tables / "pointing_curve.csv", curve)
+        _write_csv(tables / "pointing_variants.csv", variants)
+        _write_text(tables / "pointing_variants.md", variants_markdown(variants, methods, splits))
         _write_csv(tables / "energy_pointing.csv", energy)
         _write_text(tables / "energy_pointing.md", energy_markdown(energy, splits))
         _write_csv(tables / "sanity_randomisation.csv", sanity_rows)
