@@ -73,6 +73,7 @@ def test_workflow_quotes_every_path_in_its_shell_commands():
     pre_quoted = {
         "params.options",
         "params.paper",
+        "params.smooth",
         "params.splits",
         "params.stages",
         "params.max_images",

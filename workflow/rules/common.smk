@@ -158,8 +158,10 @@ def audit_variants_json(wildcards):
 
 
 def smooth_options():
-    """`--smooth SIGMA[:KERNEL]` per smoothing of pointing.smoothing."""
-    return " ".join(f"--smooth {t}" for t in smooth_arguments(config))
+    """`--smooth SIGMA[:KERNEL]` per smoothing of pointing.smoothing, shell-quoted."""
+    import shlex
+
+    return " ".join(f"--smooth {shlex.quote(t)}" for t in smooth_arguments(config))
 
 
 def paper_option():
